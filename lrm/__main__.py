@@ -1,0 +1,3 @@
+from lrm.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""The multi-view dataset format ("lrm-mv-1"), documented in docs/data.md.
+
+    DATASET/
+      dataset.json                  # {"format": "lrm-mv-1", "resolution": ..., "views": ..., ...}
+      manifest.jsonl                # one meta.json per line (rebuilt by `index_dataset`)
+      objects/<id>/
+        rgba_000.png ...            # V random views, RGBA uint8, view 0 = the "front" view
+        ring_000.png ...            # K fixed evaluation views (may be absent: K = 0)
+        cameras.npz                 # c2w [V,4,4], intrinsics [V,4], ring_c2w [K,4,4], ring_intrinsics [K,4]
+        mesh.ply                    # optional: the normalised ground-truth mesh (geometry)
+        meta.json                   # written last: {"id", "source", "license", "faces", "split", ...}
+
+Cameras follow lrm.cameras: OpenGL camera-to-world, world Z up, the object centred and scaled
+so that its bounding box's longest side spans [-1, 1]; intrinsics normalised (fx/W, fy/H, cx/W, cy/H).
+An object folder is complete iff it has meta.json; it is written under a temporary name and
+renamed into place, so a killed writer never leaves a complete-looking partial object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+FORMAT = "lrm-mv-1"
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ObjectViews:
+    id: str  # object id, unique in the dataset, usable as a folder name
+    rgba: np.ndarray  # [V, H, W, 4] uint8
+    c2w: np.ndarray  # [V, 4, 4] float32, OpenGL camera-to-world
+    intrinsics: np.ndarray  # [V, 4] float32, normalised (fx, fy, cx, cy)
+    ring_rgba: np.ndarray | None = None  # [K, H, W, 4] uint8 fixed evaluation views
+    ring_c2w: np.ndarray | None = None  # [K, 4, 4]
+    ring_intrinsics: np.ndarray | None = None  # [K, 4]
+    meta: dict[str, Any] = field(default_factory=dict)  # id, source, license, faces, split, ...
+
+
+def object_dir(root: str | Path, object_id: str) -> Path:
+    return Path(root) / "objects" / object_id
+
+
+def is_complete(root: str | Path, object_id: str) -> bool:
+    return (object_dir(root, object_id) / "meta.json").is_file()
+
+
+def write_object(root: str | Path, obj: ObjectViews, mesh_ply: bytes | None = None) -> Path:
+    """Write one object atomically (temp folder + rename). Returns its folder."""
+    final = object_dir(root, obj.id)
+    tmp = final.parent / f".tmp-{obj.id}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        for i, img in enumerate(obj.rgba):
+            Image.fromarray(img, "RGBA").save(tmp / f"rgba_{i:03d}.png")
+        ring = obj.ring_rgba if obj.ring_rgba is not None else np.zeros((0, 1, 1, 4), np.uint8)
+        for i, img in enumerate(ring):
+            Image.fromarray(img, "RGBA").save(tmp / f"ring_{i:03d}.png")
+        np.savez(
+            tmp / "cameras.npz",
+            c2w=obj.c2w.astype(np.float32),
+            intrinsics=obj.intrinsics.astype(np.float32),
+            ring_c2w=(obj.ring_c2w if obj.ring_c2w is not None else np.zeros((0, 4, 4))).astype(np.float32),
+            ring_intrinsics=(obj.ring_intrinsics if obj.ring_intrinsics is not None
+                             else np.zeros((0, 4))).astype(np.float32),
+        )
+        if mesh_ply is not None:
+            (tmp / "mesh.ply").write_bytes(mesh_ply)
+        meta = {"id": obj.id, "views": len(obj.rgba), "ring": len(ring), **obj.meta}
+        _write_json_synced(tmp / "meta.json", meta)
+        if final.exists():  # an incomplete leftover (no meta.json) or an explicit overwrite
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _write_json_synced(path: Path, data: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_meta(root: str | Path, object_id: str) -> dict[str, Any]:
+    return json.loads((object_dir(root, object_id) / "meta.json").read_text())
+
+
+def read_object(root: str | Path, object_id: str, views: list[int] | None = None, ring: bool = False) -> ObjectViews:
+    """Read an object; `views` selects random-view indices (default all); `ring` adds the ring."""
+    d = object_dir(root, object_id)
+    meta = json.loads((d / "meta.json").read_text())
+    cams = np.load(d / "cameras.npz")
+    idx = list(range(meta["views"])) if views is None else list(views)
+    rgba = np.stack([np.asarray(Image.open(d / f"rgba_{i:03d}.png").convert("RGBA")) for i in idx])
+    obj = ObjectViews(object_id, rgba, cams["c2w"][idx], cams["intrinsics"][idx], meta=meta)
+    if ring and meta.get("ring", 0):
+        obj.ring_rgba = np.stack(
+            [np.asarray(Image.open(d / f"ring_{i:03d}.png").convert("RGBA")) for i in range(meta["ring"])]
+        )
+        obj.ring_c2w, obj.ring_intrinsics = cams["ring_c2w"], cams["ring_intrinsics"]
+    return obj
+
+
+def write_dataset_info(root: str | Path, info: dict[str, Any]) -> None:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    _write_json_synced(root / "dataset.json", {"format": FORMAT, **info})
+
+
+def read_dataset_info(root: str | Path) -> dict[str, Any]:
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        from lrm.errors import LRMError
+
+        raise LRMError(f"{root}: not a dataset (no dataset.json)")
+    return json.loads(path.read_text())
+
+
+def index_dataset(root: str | Path) -> list[dict[str, Any]]:
+    """Rebuild manifest.jsonl from the complete objects (sorted by id) and return it."""
+    root = Path(root)
+    metas = sorted(
+        (json.loads(p.read_text()) for p in (root / "objects").glob("*/meta.json")), key=lambda m: m["id"]
+    )
+    tmp = root / "manifest.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(m) + "\n" for m in metas))
+    os.replace(tmp, root / "manifest.jsonl")
+    return metas
+
+
+def list_objects(root: str | Path, split: str | None = None) -> list[str]:
+    """Ids of complete objects, optionally of one split (read from manifest.jsonl if present)."""
+    root = Path(root)
+    manifest = root / "manifest.jsonl"
+    if manifest.is_file():
+        metas = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    else:
+        metas = [json.loads(p.read_text()) for p in (root / "objects").glob("*/meta.json")]
+    return sorted(m["id"] for m in metas if split is None or m.get("split") == split)

@@ -1,0 +1,1 @@
+"""Mesh extraction, export and texture baking."""

@@ -1,0 +1,171 @@
+"""The Large Reconstruction Model, assembled in one place.
+
+    image --encoder--> image tokens ----------------------.
+    camera (16) --embedder--> modulation --.               v
+    learned triplane tokens --transformer(cross-attend, modulate)--> tokens
+        --upsampler--> planes [B, 3, C, h, w] --field(x)--> density, colour --renderer--> images
+
+The config (a dataclass) is saved as `config.json` beside `model.safetensors`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lrm import cameras
+from lrm.configs import from_dict, save_json, to_dict
+from lrm.model.camera import CameraEmbedder
+from lrm.model.encoder import EncoderConfig, ImageEncoder
+from lrm.model.field import Field, FieldConfig
+from lrm.model.transformer import TransformerConfig, TriplaneTransformer
+from lrm.model.triplane import Upsampler
+from lrm.render.rays import camera_rays
+from lrm.render.renderer import RenderConfig, render_rays
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class InferenceConfig:
+    source_size: int = 336  # side of the square image fed to the encoder
+    source_distance: float = 2.0  # distance of the source camera (camera-conditioned models)
+    source_focal: float = 0.75  # normalised focal length of the source camera
+    foreground_ratio: float = 0.85  # object bbox side / image side after recentring
+    condition_background: float = 1.0  # grey level composited behind the input object
+    render_size: int = 288  # side of rendered views
+    render_background: float = 1.0  # grey level behind rendered views
+    view_distance: float = 2.0  # camera distance of turntable / novel views
+    view_elevation: float = 23.578  # elevation of turntable views, degrees
+    view_focal: float = 0.75  # normalised focal length of novel views
+    front_azimuth: float = -90.0  # azimuth of the input camera, degrees (sets the output frame)
+    mesh_resolution: int = 384  # marching-cubes grid side over the field's box
+    mesh_threshold: float = 3.0  # iso-level on the activated density
+
+
+@dataclass
+class LRMConfig:
+    name: str = "custom"  # preset or model name, informational
+    camera_dim: int = 1024  # camera-embedding width; 0 = no camera conditioning (TripoSR)
+    encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
+    transformer: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
+    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
+    inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
+    license: str = ""  # licence of the weights, printed once when loaded if non-commercial
+
+
+class LRM(nn.Module):
+    def __init__(self, cfg: LRMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ImageEncoder(cfg.encoder)
+        self.camera_embedder = CameraEmbedder(cfg.camera_dim) if cfg.camera_dim else None
+        self.transformer = TriplaneTransformer(cfg.transformer)
+        self.upsampler = Upsampler(cfg.transformer.dim, cfg.field.channels)
+        self.field = Field(cfg.field)
+
+    # --- image -> triplane -------------------------------------------------------------
+    def forward(self, images: torch.Tensor, cameras16: torch.Tensor | None = None) -> torch.Tensor:
+        """images: [B, 3, S, S] in [0, 1]; cameras16: [B, 16] source cameras (None: canonical)
+        -> planes [B, 3, C, h, w]"""
+        feats = self.encoder(images)
+        mod = None
+        if self.camera_embedder is not None:
+            if cameras16 is None:
+                cameras16 = self.source_camera(images.shape[0]).to(images.device)
+            mod = self.camera_embedder(cameras16.to(feats.dtype))
+        tokens = self.transformer(feats, mod)
+        return self.upsampler(tokens, self.cfg.transformer.token_res)
+
+    def source_camera(self, batch: int, distance: float | None = None) -> torch.Tensor:
+        """The canonical 16-number source camera, repeated: [B, 16]"""
+        inf = self.cfg.inference
+        d = inf.source_distance if distance is None else distance
+        vec = cameras.camera_vector(cameras.canonical_c2w(d), cameras.intrinsics(inf.source_focal)[0])
+        return vec.expand(batch, 16).clone()
+
+    # --- triplane -> field ------------------------------------------------------------
+    def query(self, planes: torch.Tensor, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """planes: [B, 3, C, h, w]; xyz: [B, N, 3] world -> density [B, N] (activated), rgb [B, N, 3]"""
+        raw, rgb = self.field(planes, xyz)
+        return self.field.density(raw), rgb
+
+    # --- triplane -> images -----------------------------------------------------------
+    def render(
+        self,
+        planes: torch.Tensor,
+        c2w: torch.Tensor,
+        intrinsics: torch.Tensor,
+        resolution: int | torch.Tensor,
+        region: int | None = None,
+        anchor: torch.Tensor | None = None,
+        background: float | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Render V views per triplane.
+
+        planes: [B, 3, C, h, w]; c2w: [B, V, 4, 4]; intrinsics: [B, V, 4] normalised;
+        resolution: full image side, int or [B, V]; region: side of the rendered crop (default
+        the full image); anchor: [B, V, 2] crop top-left (row, col); background: grey level,
+        [B, V] grey levels or [B, V, 3] colours (default the model's render background)
+        -> {"rgb": [B, V, 3, r, r], "depth": [B, V, 1, r, r], "opacity": [B, V, 1, r, r]}
+        """
+        b, v = c2w.shape[:2]
+        res = torch.as_tensor(resolution, device=c2w.device).expand(b, v).reshape(-1)
+        side = int(region if region is not None else int(res[0]))
+        origins, dirs = camera_rays(
+            c2w.reshape(b * v, 4, 4), intrinsics.reshape(b * v, 4), res, side,
+            None if anchor is None else anchor.reshape(b * v, 2),
+        )
+        rays = side * side
+        bg = self.cfg.inference.render_background if background is None else background
+        bg = torch.as_tensor(bg, dtype=torch.float32, device=c2w.device)
+        if bg.ndim == 2:  # [B, V] grey levels
+            bg = bg[..., None].expand(b, v, 3)
+        bg = bg.expand(b, v, 3)[:, :, None, :].expand(b, v, rays, 3).reshape(b, v * rays, 3)
+        out = render_rays(
+            lambda xyz: self.field(planes, xyz),
+            self.field.density,
+            origins.reshape(b, v * rays, 3),
+            dirs.reshape(b, v * rays, 3),
+            bg,
+            self.cfg.render,
+            generator,
+        )
+        rgb = out["rgb"].reshape(b, v, side, side, 3).permute(0, 1, 4, 2, 3)
+        depth = out["depth"].reshape(b, v, 1, side, side)
+        opacity = out["opacity"].reshape(b, v, 1, side, side)
+        return {"rgb": rgb, "depth": depth, "opacity": opacity}
+
+    # --- persistence -----------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Write `config.json` + `model.safetensors` (optionally cast to `dtype`, e.g. fp16)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_json(self.cfg, directory / CONFIG_NAME)
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+                 for k, v in self.state_dict().items()}
+        tmp = directory / (WEIGHTS_NAME + ".tmp")
+        save_file(state, str(tmp), metadata={"format": "pt", "lrm_config": str(to_dict(self.cfg))})
+        tmp.replace(directory / WEIGHTS_NAME)
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> "LRM":
+        """Load a model by preset alias, local folder (ours or upstream layout) or hub id."""
+        from lrm.hub import load_model
+
+        return load_model(str(name_or_path), device=device, dtype=dtype)
+
+    @staticmethod
+    def config_from_dict(data: dict) -> LRMConfig:
+        return from_dict(LRMConfig, data)

@@ -1,0 +1,116 @@
+"""Volume rendering of a field along rays: bounds -> stratified (+ importance) samples ->
+compositing over a background. Functional: the field is a `query` callable.
+
+    query(xyz [B, N, 3]) -> (raw density [B, N], rgb [B, N, 3])
+    activation(raw) -> density
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+
+from lrm.render.march import composite, interval_weights, point_weights
+from lrm.render.rays import ray_box, ray_sphere
+from lrm.render.sampling import Spacing, importance, stratified
+
+Query = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+OUTSIDE_DENSITY = -torch.finfo(torch.float32).max / 8  # OpenLRM's raw density outside the box
+
+
+@dataclass
+class RenderConfig:
+    bounds: Literal["box", "sphere"] = "box"  # shape that limits the rays
+    radius: float = 1.0  # box half-side or sphere radius, world units
+    shrink: float = 0.0  # shrink the bounds by this fraction (TripoSR: 1e-3)
+    clamp_near: bool = False  # clamp the entry depth at 0 (cameras inside the bounds)
+    min_extent: float = 0.0  # rays whose inside segment is not longer than this stay empty
+    samples: int = 48  # stratified samples per ray
+    spacing: Spacing = "endpoints"  # stratified layout, see lrm.render.sampling.stratified
+    importance: int = 48  # importance samples per ray (0: none)
+    quadrature: Literal["interval", "point"] = "interval"  # see lrm.render.march
+    mask_outside: bool = True  # samples outside the box get zero density and colour
+    chunk: int = 4096  # rays per chunk
+
+
+def _query_masked(query: Query, pts: torch.Tensor, cfg: RenderConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """pts: [B, R, S, 3] -> raw density [B, R, S], rgb [B, R, S, 3]"""
+    b, r, s, _ = pts.shape
+    sigma, rgb = query(pts.reshape(b, r * s, 3))
+    sigma, rgb = sigma.reshape(b, r, s).float(), rgb.reshape(b, r, s, 3).float()
+    if cfg.mask_outside:
+        inside = (pts.abs() <= cfg.radius).all(dim=-1)
+        sigma = torch.where(inside, sigma, torch.full_like(sigma, OUTSIDE_DENSITY))
+        rgb = rgb * inside[..., None]
+    return sigma, rgb
+
+
+def _render_chunk(
+    query: Query,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    background: torch.Tensor,
+    cfg: RenderConfig,
+    generator: torch.Generator | None,
+) -> dict[str, torch.Tensor]:
+    half = cfg.radius * (1 - cfg.shrink)
+    if cfg.bounds == "box":
+        near, far = ray_box(origins, dirs, half, cfg.clamp_near)
+    else:
+        near, far = ray_sphere(origins, dirs, half, cfg.clamp_near)
+    valid = (far - near) > cfg.min_extent  # [B, R]
+    near = torch.where(valid, near, torch.zeros_like(near))
+    far = torch.where(valid, far, torch.ones_like(far))
+
+    t = stratified(near, far, cfg.samples, cfg.spacing, generator)  # [B, R, S]
+    pts = origins[..., None, :] + t[..., None] * dirs[..., None, :]
+    sigma, rgb = _query_masked(query, pts, cfg)
+
+    if cfg.quadrature == "point":
+        assert cfg.importance == 0, "importance sampling needs interval quadrature"
+        weights = point_weights(activation(sigma))
+        colors, depths = rgb, t
+    else:
+        if cfg.importance > 0:
+            with torch.no_grad():
+                w, _, _ = interval_weights(t, sigma, rgb, activation)
+                t_fine = importance(t.detach(), w, cfg.importance, generator)
+            pts_f = origins[..., None, :] + t_fine[..., None] * dirs[..., None, :]
+            sigma_f, rgb_f = _query_masked(query, pts_f, cfg)
+            t, order = torch.sort(torch.cat([t, t_fine], -1), dim=-1)
+            sigma = torch.cat([sigma, sigma_f], -1).gather(-1, order)
+            rgb = torch.cat([rgb, rgb_f], -2).gather(-2, order[..., None].expand(*order.shape, 3))
+        weights, colors, depths = interval_weights(t, sigma, rgb, activation)
+
+    weights = weights * valid[..., None]
+    out_rgb, depth, opacity = composite(weights, colors, depths, background)
+    return {"rgb": out_rgb, "depth": depth, "opacity": opacity}
+
+
+def render_rays(
+    query: Query,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    background: torch.Tensor | float,
+    cfg: RenderConfig,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Render rays in chunks of `cfg.chunk`.
+
+    origins, dirs: [B, R, 3]; background: float or broadcastable to [B, R, 3]
+    -> {"rgb": [B, R, 3], "depth": [B, R], "opacity": [B, R]}
+    """
+    b, r, _ = origins.shape
+    bg = torch.as_tensor(background, dtype=torch.float32, device=origins.device).expand(b, r, 3)
+    outs = [
+        _render_chunk(
+            query, activation, origins[:, i : i + cfg.chunk], dirs[:, i : i + cfg.chunk],
+            bg[:, i : i + cfg.chunk], cfg, generator,
+        )
+        for i in range(0, r, cfg.chunk)
+    ]
+    return {k: torch.cat([o[k] for o in outs], dim=1) for k in outs[0]}

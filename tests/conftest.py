@@ -1,0 +1,16 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def tiny_model():
+    from lrm.model.lrm import LRM
+    from lrm.model.presets import tiny
+
+    torch.manual_seed(0)
+    return LRM(tiny()).eval()
