@@ -1,8 +1,12 @@
 """A render-ready mesh: a list of parts, each with one texture or with per-vertex colours.
 
-Every source reader (trimesh formats, 0 A.D. PMD, KiCad VRML, Red Eclipse OBJ) produces a `Mesh`.
-`normalize` puts it into the model's world: Z up, bounding box centred at the origin, longest
-side 2 (the box [-1, 1]³), the asset's "front" facing -y (towards OpenLRM's source camera).
+Every source reader (trimesh formats, 0 A.D. PMD, KiCad VRML, Red Eclipse OBJ) produces a `Mesh`
+in our axes: Z up, the asset's "front" facing -y (towards OpenLRM's source camera).
+`normalize` centres its bounding box at the origin and scales it into the box [-1, 1]³:
+- fit "sphere" (default): the farthest vertex from the centre at distance 1, so the object lies
+  in the unit ball and no camera farther than 1.81 with focal 0.75 (fov 67.4°) ever clips it;
+- fit "box" (OpenLRM's Blender script): the longest bounding-box side is 2; boxy objects then
+  overflow the frame of near views (a cube seen at distance 1.9 is cut on all four sides).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Part:
 @dataclass
 class Mesh:
     parts: list[Part] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # fields a reader learns while loading (e.g. licence)
 
     @property
     def faces(self) -> int:
@@ -45,25 +50,33 @@ class Mesh:
         off = np.zeros(3, np.float32) if offset is None else np.asarray(offset, np.float32)
         rot = np.asarray(rot, np.float32)
         return Mesh([replace(p, positions=(scale * (p.positions @ rot.T) + off).astype(np.float32))
-                     for p in self.parts])
+                     for p in self.parts], dict(self.meta))
 
 
-def normalize(mesh: Mesh, up: np.ndarray = Z_UP, box: float = 1.0) -> tuple[Mesh, np.ndarray, float]:
-    """Rotate by `up`, centre the bounding box at 0 and scale its longest side to 2·box.
+FITS = ("sphere", "box")
 
-    Returns the new mesh, the centre (in rotated coordinates) and the scale applied.
+
+def normalize(mesh: Mesh, fit: str = "sphere") -> tuple[Mesh, np.ndarray, float]:
+    """Centre the bounding box at 0 and scale by `fit` (see the module docstring).
+
+    Returns the new mesh, the old centre and the scale applied: new = scale · (old - centre).
     """
-    mesh = Mesh([p for p in mesh.parts if len(p.faces)])
+    mesh = Mesh([p for p in mesh.parts if len(p.faces)], mesh.meta)
     if not mesh.parts:
         raise ValueError("mesh has no faces")
-    rotated = mesh.transformed(up)
-    lo, hi = rotated.bounds()
-    extent = float((hi - lo).max())
-    if not np.isfinite(extent) or extent <= 0:
-        raise ValueError(f"degenerate bounding box (extent {extent})")
+    lo, hi = mesh.bounds()
     centre = (lo + hi) / 2
-    scale = 2.0 * box / extent
-    return rotated.transformed(np.eye(3), -centre * scale, scale), centre, scale
+    if fit == "box":
+        size = float((hi - lo).max()) / 2
+    elif fit == "sphere":
+        size = max(float(np.linalg.norm(p.positions[np.unique(p.faces)] - centre, axis=1).max())
+                   for p in mesh.parts)
+    else:
+        raise ValueError(f"unknown fit {fit!r}; use one of {FITS}")
+    if not np.isfinite(size) or size <= 0:
+        raise ValueError(f"degenerate bounding box (size {size})")
+    scale = 1.0 / size
+    return mesh.transformed(np.eye(3), -centre * scale, scale), centre, scale
 
 
 def to_ply(mesh: Mesh) -> bytes:
