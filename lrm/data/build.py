@@ -75,12 +75,14 @@ def render_asset(asset: Asset, cfg: BuildConfig, renderer: GLRenderer) -> tuple[
     if int(rgba[..., 3].max()) == 0:
         raise ValueError("nothing visible in any view")
     split = split_of(asset, cfg.val_fraction)
+    ys, xs = np.nonzero(rgba[0, ..., 3])
+    front_ratio = max(np.ptp(ys) + 1, np.ptp(xs) + 1) / cfg.resolution if len(ys) else 0.0
     border = np.concatenate([rgba[:, 0, :, 3], rgba[:, -1, :, 3], rgba[:, :, 0, 3], rgba[:, :, -1, 3]], 1)
     meta = {**asset.info, "source": asset.source, "license": asset.license, "faces": mesh.faces,
             "split": split, **mesh.meta, "resolution": cfg.resolution, "focal": cfg.views.focal,
             "fov": round(cfg.views.fov, 4), "fit": cfg.fit, "scale": scale, "centre": centre.tolist(),
-            "distances": np.linalg.norm(c2w[:, :3, 3], axis=1).round(5).tolist(),
-            "clipped": np.flatnonzero(border.max(1) > 0).tolist()}
+            "distances": [round(float(d), 4) for d in np.linalg.norm(c2w[:, :3, 3], axis=1)],
+            "clipped": np.flatnonzero(border.max(1) > 0).tolist(), "front_ratio": round(float(front_ratio), 4)}
     obj = fmt.ObjectViews(asset.id, rgba, c2w, intr, ring, ring_c2w, ring_intr, meta)
     keep_mesh = cfg.save_mesh == "all" or (cfg.save_mesh == "test" and split == "test")
     return obj, to_ply(mesh) if keep_mesh else None

@@ -126,6 +126,10 @@ class GLRenderer:
         assert c2w.ndim == 3 and c2w.shape[1:] == (4, 4) and intrinsics.shape == (len(c2w), 4)
         if self._ctx is None:
             self._setup()
+        with self._ctx:  # make this renderer's context current (several may live in one process)
+            return self._render(mesh, c2w, intrinsics, near, far)
+
+    def _render(self, mesh: Mesh, c2w: np.ndarray, intrinsics: np.ndarray, near: float, far: float) -> np.ndarray:
         ctx = self._ctx
         draws = [self._upload(part) for part in mesh.parts if len(part.faces)]
         out = np.empty((len(c2w), self.resolution, self.resolution, 4), np.uint8)

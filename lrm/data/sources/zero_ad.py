@@ -10,7 +10,9 @@ their bind pose.
 PMD v4 (little-endian): "PSMD", version, size; nV, nUV; nV × (pos 3f, normal 3f, nUV × uv 2f,
 bone ids 4B, weights 4f); nF, nF × 3 u16; nBones × (translation 3f, rotation quaternion xyzw 4f)
 in world space; nProps × (u32 name length, name, translation 3f, rotation 4f, bone u8; 255 = none).
-UVs have a top-left origin (v is flipped). 0 A.D. is Y up; units face +z.
+UVs are used as stored: with Pillow's top-row-first DDS decode and our bottom-row-first GL
+upload they map correctly (checked on renders; flipping v paints units' legs with their tunic).
+0 A.D. is Y up and units face -z (checked on renders): AXES turns them to face our front, -y.
 Material names decide the texture's alpha: "player*" = where the player colour shows (we tint a
 fixed blue), "*trans*" = alpha-tested holes (foliage), otherwise ignored.
 """
@@ -32,25 +34,31 @@ from lrm.data.mesh import Y_UP, Mesh, Part, rgba_image
 from lrm.data.sources.base import Asset, SkipAsset, make_id
 
 LICENSE = "CC-BY-SA-3.0"
+AXES = np.diag([-1.0, -1.0, 1.0]).astype(np.float32) @ Y_UP  # y up -> z up, then a half turn
 PLAYER_COLOR = np.array([0.2, 0.32, 0.8], np.float32)  # the tint of player-coloured texels
 ZIP = "public.zip"
-# Actor folders worth rendering as objects (parts such as heads, decals and shields are left out).
-CATEGORIES = ("structures/", "props/structures/", "props/special/", "props/flora/", "flora/",
-              "fauna/", "units/", "props/units/weapons/", "props/units/shields/", "props/geology/")
+# Actor folders worth rendering as whole objects (heads, helmets, shields, decals are left out) ...
+CATEGORIES = ("structures/", "units/", "fauna/", "flora/trees/", "props/flora/", "props/special/",
+              "props/structures/", "props/units/weapons/")
+# ... minus rubble, foundations, editor markers, effects, ground cover and scattered plant props.
+EXCLUDE = re.compile(r"destruct|fndn_|decal|marker|aura|waypoint|flag|plot_boundary|garrison|grass|"
+                     r"rice_|_nature|cliffs|dust|smoke|fire_|projectile|ruins|/temp/|test")
+# Units differing only in rank (a/b/c/e) or mount variant (m/r) collapse to one.
+_RANK = re.compile(r"_[abce](?=_[mr]$|$)|_[mr]$")
 
 
 @dataclass
 class Actor:
     mesh: str | None = None  # mesh path inside art/meshes/, with its .dae suffix
     textures: dict[str, str] = field(default_factory=dict)  # role (baseTex, ...) -> file
-    props: dict[str, str] = field(default_factory=dict)  # attach point -> actor path ("" = none)
+    props: list[tuple[str, str]] = field(default_factory=list)  # (attach point, actor path)
     material: str = ""
 
 
 @dataclass
 class PMD:
     positions: np.ndarray  # [N, 3]
-    uv: np.ndarray  # [N, 2] first UV set, bottom-left origin
+    uv: np.ndarray  # [N, 2] first UV set, as stored
     faces: np.ndarray  # [F, 3]
     props: dict[str, np.ndarray]  # prop point name -> [4, 4] transform in mesh space
 
@@ -86,8 +94,7 @@ def read_pmd(data: bytes) -> PMD:
         off += 4 + length + 29
         local = _pose(np.array(tq[:3]), np.array(tq[3:]))
         props[name] = local if bone == 255 or bone >= n_bones else _pose(bones[bone, :3], bones[bone, 3:]) @ local
-    uv = verts["uv"][:, 0].astype(np.float32) * np.array([1, -1], np.float32) + np.array([0, 1], np.float32)
-    return PMD(verts["pos"].astype(np.float32), uv, faces, props)
+    return PMD(verts["pos"].astype(np.float32), verts["uv"][:, 0].astype(np.float32), faces, props)
 
 
 def _pose(t: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -121,7 +128,11 @@ def _merge(zf: zipfile.ZipFile, actor: Actor, variant: ET.Element) -> None:
     for tex in variant.iter("texture"):
         actor.textures[tex.get("name", "baseTex")] = tex.get("file", "")
     for prop in variant.iter("prop"):
-        actor.props[prop.get("attachpoint", "root")] = prop.get("actor", "")
+        point, child = prop.get("attachpoint", "root"), prop.get("actor", "")
+        if child:
+            actor.props.append((point, child))
+        else:  # an empty actor clears the attach point
+            actor.props = [(p, c) for p, c in actor.props if p != point]
 
 
 def _xml(zf: zipfile.ZipFile, name: str) -> ET.Element:
@@ -161,8 +172,8 @@ def _parts(zf: zipfile.ZipFile, path: str, transform: np.ndarray, depth: int, ou
                     texture=texture, alpha_cutoff=cutoff))
     if depth >= 4:
         return
-    for point, child in actor.props.items():
-        if child and point in pmd.props:
+    for point, child in actor.props:
+        if point in pmd.props:
             try:
                 _parts(zf, child, transform @ pmd.props[point], depth + 1, out)
             except (KeyError, ValueError):  # a missing or broken prop: keep the rest of the object
@@ -177,11 +188,12 @@ def load(zip_path: str, actor_path: str, min_faces: int = 0) -> Mesh:
         raise SkipAsset("actor has no mesh")
     if mesh.faces < min_faces:
         raise SkipAsset(f"{mesh.faces} faces < {min_faces}")
-    return mesh.transformed(Y_UP)
+    return mesh.transformed(AXES)
 
 
 def assets(root: str, categories: tuple[str, ...] = CATEGORIES, min_faces: int = 200) -> list[Asset]:
-    """One asset per actor with a mesh in `categories`, de-duplicated by (mesh, base texture)."""
+    """One asset per actor with a mesh in `categories` (not matching EXCLUDE), de-duplicated by
+    (mesh, base texture, props) and, for units, by name without rank."""
     zip_path = f"{root}/{ZIP}"
     zf = _zip(zip_path)
     seen, out = set(), []
@@ -189,13 +201,18 @@ def assets(root: str, categories: tuple[str, ...] = CATEGORIES, min_faces: int =
         if not (name.startswith("art/actors/") and name.endswith(".xml")):
             continue
         path = name[len("art/actors/"):]
-        if not path.startswith(categories):
+        if not path.startswith(categories) or EXCLUDE.search(path):
             continue
+        if path.startswith("units/"):
+            rankless = _RANK.sub("", path[:-4])
+            if rankless in seen:
+                continue
+            seen.add(rankless)
         try:
             actor = read_actor(zf, path)
         except (KeyError, ET.ParseError):
             continue
-        key = (actor.mesh, actor.textures.get("baseTex"), tuple(sorted(actor.props.items())))
+        key = (actor.mesh, actor.textures.get("baseTex"), tuple(sorted(actor.props)))
         if actor.mesh is None or key in seen:
             continue
         seen.add(key)
