@@ -137,7 +137,7 @@ def build(assets: list[Asset], root: str | Path, cfg: BuildConfig, workers: int 
     """Render `assets` (those of `shard`) into the dataset at `root`. Returns counts and timing."""
     root = Path(root)
     index, count = shard
-    info = dataset_info(cfg)
+    info = json.loads(json.dumps(dataset_info(cfg)))  # as it reads back (tuples become lists)
     if (root / "dataset.json").is_file():
         old = fmt.read_dataset_info(root)
         diff = [k for k in info if k in old and old[k] != info[k]]

@@ -43,7 +43,7 @@ SOURCES: dict[str, DebianSource] = {
         DebianSource("redeclipse-nieb", "redeclipse-data", ("./usr/share/games/redeclipse/data/nieb/*",
                                                            "./usr/share/doc/redeclipse-data/copyright"),
                      "usr/share/games/redeclipse/data/nieb", "CC0-1.0"),
-        DebianSource("assimp-testmodels", "assimp-testmodels", ("*",), "usr/share/assimp-testmodels",
+        DebianSource("assimp-testmodels", "assimp-testmodels", ("*",), "usr/share/assimp/models",
                      "mixed (test fixture)"),
     )
 }
