@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "OpenLRM's longest side 2 (default: sphere)")
     r.add_argument("--up", choices=["y", "z"], default="y", help="up axis of folder meshes (default: y)")
     r.add_argument("--license", default="unknown", help="licence recorded for folder meshes (default: unknown)")
-    r.add_argument("--min-faces", type=int, default=200, help="0ad: skip smaller actors (default: 200)")
+    r.add_argument("--min-faces", type=int, default=50, help="0ad: skip smaller actors (default: 50)")
     r.add_argument("--save-mesh", choices=["test", "all", "none"], default="test",
                    help="write the normalised mesh.ply for these objects (default: test)")
     r.add_argument("--val-fraction", type=float, default=0.02,

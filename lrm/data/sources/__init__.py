@@ -23,7 +23,7 @@ class SourceOptions:
     limit: int | None = None  # at most this many assets per source (a seeded random sample)
     up: str = "y"  # up axis of folder meshes: "y" (glTF/OBJ) or "z"
     license: str = "unknown"  # licence recorded for folder meshes
-    min_faces: int = 200  # 0ad: skip actors with fewer faces (decals, markers, tiny parts)
+    min_faces: int = 50  # 0ad: skip actors with fewer faces (decals, markers, tiny parts)
 
 
 def resolve(spec: str, opts: SourceOptions | None = None) -> list[Asset]:

@@ -191,7 +191,7 @@ def load(zip_path: str, actor_path: str, min_faces: int = 0) -> Mesh:
     return mesh.transformed(AXES)
 
 
-def assets(root: str, categories: tuple[str, ...] = CATEGORIES, min_faces: int = 200) -> list[Asset]:
+def assets(root: str, categories: tuple[str, ...] = CATEGORIES, min_faces: int = 50) -> list[Asset]:
     """One asset per actor with a mesh in `categories` (not matching EXCLUDE), de-duplicated by
     (mesh, base texture, props) and, for units, by name without rank."""
     zip_path = f"{root}/{ZIP}"
