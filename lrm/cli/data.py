@@ -2,6 +2,7 @@
 
   lrm data fetch 0ad kicad redeclipse-nieb        # Debian asset packages into ~/.cache/lrm
   lrm data render 0ad kicad -o DATASET            # render (resumable; --shard I/N, --workers K)
+  lrm data capture CAPTURES -o DATASET            # real videos + COLMAP poses (MVImgNet-style)
   lrm data pack DATASET -o SHARDS                 # tar shards for streaming
   lrm data info DATASET                           # counts per split and source, failures
 """
@@ -53,6 +54,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bar (default: show)")
     r.set_defaults(run=run_render)
 
+    c = cmds.add_parser("capture", help="import real captures: frames + COLMAP poses (MVImgNet-style)",
+                        description="CAPTURE: a folder with images/, sparse/0/ (COLMAP text or binary) "
+                                    "and optional masks/, or a folder of such folders.")
+    c.add_argument("captures", nargs="+", metavar="CAPTURE", help="capture folders or parents of them")
+    c.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder (created or resumed)")
+    c.add_argument("--views", type=int, default=32, help="frames per object, evenly spaced, frame 0 = input (default: 32)")
+    c.add_argument("--resolution", type=int, default=256, help="image side in pixels (default: 256)")
+    c.add_argument("--distance", type=float, default=2.0, help="input camera distance after normalisation (default: 2.0)")
+    c.add_argument("--license", default="unknown", help="licence recorded for the captures (default: unknown)")
+    c.add_argument("--val-fraction", type=float, default=0.02, help="share of objects in val (default: 0.02)")
+    c.set_defaults(run=run_capture)
+
     k = cmds.add_parser("pack", help="pack a dataset into tar shards for streaming")
     k.add_argument("dataset", metavar="DATASET")
     k.add_argument("-o", "--output", required=True, metavar="SHARDS", help="folder for the .tar shards")
@@ -101,6 +114,49 @@ def run_render(args: argparse.Namespace) -> int:
     print(f"{args.output}: {stats['ok']} rendered, {stats['skipped']} skipped, {stats['failed']} failed "
           f"(of {stats['todo']} to do in shard {shard[0]}/{shard[1]}) in {stats['seconds']} s, "
           f"{stats['objects_per_s']} objects/s", file=sys.stderr)
+    return 0
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    from lrm.data import format as fmt
+    from lrm.data.build import split_of
+    from lrm.data.capture import load_capture
+    from lrm.data.sources import Asset, make_id
+
+    folders = []
+    for c in map(Path, args.captures):
+        if (c / "sparse").is_dir():
+            folders.append(c)
+        elif c.is_dir():
+            folders += sorted(p for p in c.iterdir() if (p / "sparse").is_dir())
+        if not c.is_dir():
+            raise LRMError(f"{c}: not a folder")
+    if not folders:
+        raise LRMError("no capture folders (with images/ and sparse/) found")
+    info = {"resolution": args.resolution, "views": args.views, "ring": 0, "source": "capture",
+            "distance": args.distance, "world": "z-up, OpenGL c2w, input view canonical"}
+    if Path(args.output, "dataset.json").is_file():
+        if fmt.read_dataset_info(args.output).get("resolution") != args.resolution:
+            raise LRMError(f"{args.output} has another resolution; use a new folder")
+    else:
+        fmt.write_dataset_info(args.output, info)
+    ok = failed = 0
+    for folder in folders:
+        object_id = make_id("capture", folder.name)
+        if fmt.is_complete(args.output, object_id):
+            continue
+        try:
+            obj = load_capture(folder, args.resolution, args.views, args.distance, object_id)
+        except Exception as exc:  # one bad capture never stops the import
+            print(f"lrm: skipped {folder}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        split = split_of(Asset(object_id, "capture", args.license, None), args.val_fraction)
+        obj.meta.update(license=args.license, split=split, faces=0)
+        fmt.write_object(args.output, obj, png_level=1)
+        ok += 1
+    fmt.index_dataset(args.output)
+    print(f"{args.output}: {ok} captures imported, {failed} skipped", file=sys.stderr)
     return 0
 
 

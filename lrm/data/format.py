@@ -10,8 +10,9 @@
         mesh.ply                    # optional: the normalised ground-truth mesh (geometry)
         meta.json                   # written last: {"id", "source", "license", "faces", "split", ...}
 
-Cameras follow lrm.cameras: OpenGL camera-to-world, world Z up, the object centred and scaled
-so that its bounding box's longest side spans [-1, 1]; intrinsics normalised (fx/W, fy/H, cx/W, cy/H).
+Cameras follow lrm.cameras: OpenGL camera-to-world, world Z up, the object centred inside the box
+[-1, 1]³ (dataset.json "fit": "sphere" = within the unit ball, "box" = longest side 2);
+intrinsics normalised (fx/W, fy/H, cx/W, cy/H). PNGs hold straight (non-premultiplied) alpha.
 An object folder is complete iff it has meta.json; it is written under a temporary name and
 renamed into place, so a killed writer never leaves a complete-looking partial object.
 """

@@ -15,7 +15,6 @@ non-premultiplied RGB) and writes alpha = the fraction of covered samples.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,7 +142,7 @@ class GLRenderer:
                 for vao, tex, cutoff, _ in draws:
                     self._prog["use_tex"].value = tex is not None
                     self._prog["cutoff"].value = -1.0 if cutoff is None else cutoff
-                    (tex or self._white).use(0)
+                    (tex if tex is not None else self._white).use(0)
                     vao.render()
                 ctx.disable(ctx.DEPTH_TEST)
                 self._resolved.use()
@@ -174,13 +173,3 @@ class GLRenderer:
             tex.filter = (ctx.LINEAR_MIPMAP_LINEAR, ctx.LINEAR)
         return vao, tex, part.alpha_cutoff, (vbo, ibo)
 
-
-def egl_available() -> bool:
-    """True if a headless EGL context can be made (for tests and `lrm data render`'s checks)."""
-    if os.environ.get("LRM_NO_EGL"):
-        return False
-    try:
-        GLRenderer(8)._setup()
-        return True
-    except Exception:
-        return False
