@@ -88,26 +88,27 @@ def render_asset(asset: Asset, cfg: BuildConfig, renderer: GLRenderer) -> tuple[
     return obj, to_ply(mesh) if keep_mesh else None
 
 
-_RENDERER: GLRenderer | None = None
+_RENDERERS: dict[tuple, GLRenderer] = {}  # one per process and setting (GL contexts are costly)
 
 
 def _work(job: tuple[Asset, BuildConfig, str]) -> dict:
-    """Render and write one object in a worker. Never raises: returns a log record."""
-    global _RENDERER
+    """Render and write one object in a worker; returns a log record. Only a setup problem
+    (an LRMError: no EGL, Objaverse offline) escapes, to stop the run with its message."""
     asset, cfg, root = job
     start = time.time()
     record = {"id": asset.id, "source": asset.source}
     try:
-        if _RENDERER is None or _RENDERER.resolution != cfg.resolution:
-            _RENDERER = GLRenderer(cfg.resolution, cfg.samples, cfg.light)
-        obj, ply = render_asset(asset, cfg, _RENDERER)
+        key = (cfg.resolution, cfg.samples, repr(cfg.light))
+        if key not in _RENDERERS:
+            _RENDERERS[key] = GLRenderer(cfg.resolution, cfg.samples, cfg.light)
+        obj, ply = render_asset(asset, cfg, _RENDERERS[key])
         obj.meta["seconds"] = round(time.time() - start, 3)
         fmt.write_object(root, obj, ply, png_level=cfg.png_level)
         return {**record, "status": "ok", "seconds": round(time.time() - start, 3)}
     except SkipAsset as exc:
         return {**record, "status": "skipped", "reason": str(exc)}
     except LRMError:
-        raise  # a setup problem (no EGL, offline): stop the whole run with its message
+        raise
     except Exception as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
