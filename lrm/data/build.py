@@ -82,7 +82,8 @@ def render_asset(asset: Asset, cfg: BuildConfig, renderer: GLRenderer) -> tuple[
             "split": split, **mesh.meta, "resolution": cfg.resolution, "focal": cfg.views.focal,
             "fov": round(cfg.views.fov, 4), "fit": cfg.fit, "scale": scale, "centre": centre.tolist(),
             "distances": [round(float(d), 4) for d in np.linalg.norm(c2w[:, :3, 3], axis=1)],
-            "clipped": np.flatnonzero(border.max(1) > 0).tolist(), "front_ratio": round(float(front_ratio), 4)}
+            "clipped": np.flatnonzero(border.max(1) > 0).tolist(), "front_ratio": round(float(front_ratio), 4),
+            "coverage": round(float(rgba[..., 3].mean()) / 255, 5)}
     obj = fmt.ObjectViews(asset.id, rgba, c2w, intr, ring, ring_c2w, ring_intr, meta)
     keep_mesh = cfg.save_mesh == "all" or (cfg.save_mesh == "test" and split == "test")
     return obj, to_ply(mesh) if keep_mesh else None
