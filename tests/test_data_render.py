@@ -67,7 +67,7 @@ def inside(hull: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def renderer():
-    return GLRenderer(128, samples=4, light=ALBEDO)
+    return GLRenderer(128, supersample=2, light=ALBEDO)
 
 
 def test_cube_silhouette_and_face_colours(renderer):
@@ -120,7 +120,7 @@ def test_alpha_is_straight_and_edges_antialiased(renderer):
     img = renderer.render(unit_cube(), look_at(torch.tensor([[0.3, -3.0, 0.4]])).numpy(),
                           np.array([[0.75, 0.75, 0.5, 0.5]], np.float32))[0]
     edge = (img[..., 3] > 0) & (img[..., 3] < 255)
-    assert edge.sum() > 20  # MSAA produced partial coverage
+    assert edge.sum() > 20  # supersampling produced partial coverage
     # straight alpha: an edge pixel of the yellow front face keeps the face colour, not a darker one
     yellow = np.array(FACE_COLORS[(0, -1, 0)]) * 255
     front_edges = img[edge & (np.abs(img[..., :3].astype(float) - yellow).max(-1) < 30)]

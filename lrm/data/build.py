@@ -36,7 +36,7 @@ class BuildConfig:
     views: ViewConfig = field(default_factory=ViewConfig)  # cameras (random views and the ring)
     light: LightConfig = field(default_factory=LightConfig)  # soft world-fixed shading
     fit: str = "sphere"  # object normalisation: "sphere" (unit ball) or "box" (OpenLRM: longest side 2)
-    samples: int = 4  # MSAA samples per pixel
+    supersample: int = 2  # anti-aliasing: render at this multiple of the resolution per axis
     save_mesh: str = "test"  # write mesh.ply for "test" objects, "all" or "none"
     val_fraction: float = 0.02  # share of non-test objects hashed into the val split
     png_level: int = 1  # PNG compression level (1: fast, 9: small)
@@ -99,9 +99,9 @@ def _work(job: tuple[Asset, BuildConfig, str]) -> dict:
     start = time.time()
     record = {"id": asset.id, "source": asset.source}
     try:
-        key = (cfg.resolution, cfg.samples, repr(cfg.light))
+        key = (cfg.resolution, cfg.supersample, repr(cfg.light))
         if key not in _RENDERERS:
-            _RENDERERS[key] = GLRenderer(cfg.resolution, cfg.samples, cfg.light)
+            _RENDERERS[key] = GLRenderer(cfg.resolution, cfg.supersample, cfg.light)
         obj, ply = render_asset(asset, cfg, _RENDERERS[key])
         obj.meta["seconds"] = round(time.time() - start, 3)
         fmt.write_object(root, obj, ply, png_level=cfg.png_level)
