@@ -1,7 +1,8 @@
 """Resolve a model name to weights and load them strictly.
 
 `load_model(name)` accepts:
-- a local folder in our layout (`config.json` + `model.safetensors`);
+- a local folder in our layout (`config.json` + `model.safetensors`), or a training run folder
+  (its newest intact checkpoint);
 - "default" (the model bundled in the package) or a preset name with random weights
   prefixed "random:" (e.g. "random:tiny"), for tests and benchmarks;
 - a Hugging Face hub id (downloaded into the normal hub cache).
@@ -97,5 +98,12 @@ def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype
     if path.exists():
         if not path.is_dir():
             raise LRMError(f"{name}: a model must be a folder (config.json + model.safetensors)")
+        if not (path / WEIGHTS_NAME).is_file() and (path / "checkpoints").is_dir():  # a training run
+            from lrm.train.checkpoint import latest_valid
+
+            found = latest_valid(path)
+            if found is None:
+                raise LRMError(f"{name}: a training run folder without an intact checkpoint")
+            path = found
         return load_folder(path, device, dtype)
     raise LRMError(f"unknown model {name!r}: not a local folder, preset or known hub id")

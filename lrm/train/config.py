@@ -33,6 +33,7 @@ class DataConfig:
     split: str = "train"  # split of the training objects
     val_split: str = "val"  # split of the held-out objects used for validation ("" = none)
     side_views: int = 3  # supervision views per sample besides the input view
+    source_view: int = -1  # index of the input view (-1: a random view, as OpenLRM)
     supervise_source: bool = True  # also render and supervise the input view (OpenLRM: yes)
     render_low: int = 64  # smallest full resolution of a supervision view
     render_high: int = 128  # largest full resolution of a supervision view

@@ -131,6 +131,9 @@ class TrainSamples(torch.utils.data.Dataset):
         if n < k:
             raise LRMError(f"object {index} has {n} views; a sample needs 1 + {self.cfg.side_views}")
         views = [int(i) for i in rng.choice(n, size=k, replace=False)]
+        if self.cfg.source_view >= 0:  # a fixed input view, then k - 1 others
+            others = [int(i) for i in rng.permutation(n) if i != self.cfg.source_view]
+            views = [self.cfg.source_view] + others[: k - 1]
         return make_sample(self.source.read(index, views), rng, self.cfg, self.source_size)
 
 

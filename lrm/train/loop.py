@@ -115,11 +115,14 @@ def find_resume(run_dir: Path, resume: str) -> Path | None:
 def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, progress: bool = True) -> dict:
     """Train until `cfg.steps` (or `max_steps`, saving a checkpoint there). `resume`: "" (new
     run), "auto" (the newest intact checkpoint of the run folder, if any) or a checkpoint folder.
-    Returns a summary: step, loss, samples_per_s, val_psnr, checkpoint."""
+    Returns a summary: step, loss, samples_per_s, val_psnr, checkpoint, model (the trained LRM)."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType
 
-    acc = Accelerator(mixed_precision=resolve_precision(cfg.mixed_precision))
+    # Without a GPU, cpu=True makes several launched processes one gloo group (MULTI_CPU).
+    gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
+        hasattr(torch, "xpu") and torch.xpu.is_available())
+    acc = Accelerator(mixed_precision=resolve_precision(cfg.mixed_precision), cpu=not gpu)
     run_dir = Path(cfg.run_dir)
     resume_from = find_resume(run_dir, resume)
     model = build_model(cfg, resume_from)
@@ -246,4 +249,5 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
         bar.close()
     log.close()
     acc.wait_for_everyone()
+    summary["model"] = model  # this process's copy, unwrapped
     return summary
