@@ -90,3 +90,10 @@ def test_init_fine_tunes_from_a_model_folder(tmp_path):
     a, b = first["model"].state_dict(), second["model"].state_dict()
     assert all(a[k].shape == b[k].shape for k in a)
     assert any(not torch.equal(a[k], b[k]) for k in a)  # and it trained on
+
+
+def test_training_samples_do_not_change_the_saved_model(tmp_path):
+    cfg = micro(dataset(tmp_path), tmp_path / "run", steps=1, render_samples=4, render_importance=0)
+    out = train(cfg, progress=False)
+    assert out["model"].cfg.render.samples == 8 and out["model"].cfg.render.importance == 8
+    assert load_model(str(tmp_path / "run")).cfg.render.samples == 8

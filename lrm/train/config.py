@@ -73,6 +73,8 @@ class TrainConfig:
     accumulation: int = 1  # micro-batches per optimizer step (each of batch_size samples)
     seed: int = 42  # seeds data order, augmentation, render jitter and initialisation
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto: bf16 where the hardware has it
+    render_samples: int = 0  # stratified samples per ray in training renders (0 = the model's)
+    render_importance: int = -1  # importance samples per ray in training renders (-1 = the model's)
     grad_checkpointing: bool = False  # recompute encoder/transformer activations in backward
     checkpoint_every: int = 500  # steps between checkpoints (the last step always saves)
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
@@ -123,7 +125,7 @@ def load_config(path: str | Path) -> TrainConfig:
     try:
         if path.suffix == ".json":
             return from_dict(TrainConfig, json.loads(path.read_text()), str(path))
-        return resolve(tomllib.loads(path.read_text()), str(path))
+        return resolve(tomllib.loads(path.read_text()), f"{path}: config")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise LRMError(f"{path}: cannot parse ({exc})") from None
 

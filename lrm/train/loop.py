@@ -10,6 +10,7 @@ lrm.train.data) and the render jitter, so a run resumed from a checkpoint contin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -22,6 +23,7 @@ from torch import nn
 
 from lrm.errors import LRMError
 from lrm.model.lrm import LRM
+from lrm.render.renderer import RenderConfig
 from lrm.train import checkpoint as ckpt
 from lrm.train.config import TRAIN_CONFIG_NAME, TrainConfig, save_config
 from lrm.train.data import FolderSource, StepBatches, TrainSamples, collate, validation_items
@@ -34,17 +36,22 @@ from lrm.train.validate import save_grid, validate
 class TrainStep(nn.Module):
     """The model's whole training forward in one `forward`, so that DDP/FSDP see it."""
 
-    def __init__(self, model: LRM) -> None:
+    def __init__(self, model: LRM, render: RenderConfig) -> None:
         super().__init__()
         self.model = model
+        self.render = render  # the sampling used for training renders
 
     def forward(self, batch: dict[str, torch.Tensor], region: int, generator: torch.Generator | None
                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """batch: see lrm.train.data.make_sample (batched) -> renders of the crops, planes"""
         planes = self.model(batch["source"], batch["source_camera"])
-        out = self.model.render(planes, batch["c2w"], batch["intrinsics"], batch["resolution"],
-                                region=region, anchor=batch["anchor"], background=batch["background"],
-                                generator=generator)
+        cfg, self.model.cfg.render = self.model.cfg.render, self.render
+        try:
+            out = self.model.render(planes, batch["c2w"], batch["intrinsics"], batch["resolution"],
+                                    region=region, anchor=batch["anchor"], background=batch["background"],
+                                    generator=generator)
+        finally:
+            self.model.cfg.render = cfg
         return out, planes
 
 
@@ -149,7 +156,11 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
         ckpt.set_rng_state(state["rng"])
         if state["global_batch"] != cfg.batch_size * cfg.accumulation * acc.num_processes:
             warnings.warn("the global batch differs from the checkpoint's: the data order changes", stacklevel=2)
-    step_module, optimizer = acc.prepare(TrainStep(model), optimizer)
+    render = dataclasses.replace(
+        model.cfg.render,
+        samples=cfg.render_samples or model.cfg.render.samples,
+        importance=model.cfg.render.importance if cfg.render_importance < 0 else cfg.render_importance)
+    step_module, optimizer = acc.prepare(TrainStep(model, render), optimizer)
     if resume_from is not None and sharded:
         acc.load_state(str(resume_from / "accelerate"))
 
