@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,19 +63,28 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="untimed first steps (default: 2)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all)")
     ap.add_argument("--only", default="", help="run recipes whose name contains this (default: all)")
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)  # internal: DATA:OUT:RECIPE
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.child:  # one recipe in a fresh process (accelerate's state is per process)
+        data, out, index = args.child.split(":")
+        over = list(RECIPES.values())[int(index)]
+        print(run(Path(data), Path(out), args.preset, args.batch, args.steps, args.warmup, over))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = write_synthetic(Path(tmp) / "data", objects=8, views=8, size=256, val=0)
         print(f"preset {args.preset}, batch {args.batch}, {args.threads} threads, "
               f"bf16 fast path: {torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()}")
-        print(f"| recipe | samples/s | s/step | rel. |\n|---|---|---|---|")
+        print("| recipe | samples/s | s/step | rel. |\n|---|---|---|---|", flush=True)
         first = None
-        for i, (name, over) in enumerate(RECIPES.items()):
+        for i, name in enumerate(RECIPES):
             if args.only and args.only not in name:
                 continue
             t = time.perf_counter()
-            rate = run(root, Path(tmp) / f"run{i}", args.preset, args.batch, args.steps, args.warmup, over)
+            child = [sys.executable, __file__, "--preset", args.preset, "--batch", str(args.batch),
+                     "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                     "--child", f"{root}:{Path(tmp) / f'run{i}'}:{i}"]
+            rate = float(subprocess.run(child, check=True, capture_output=True, text=True).stdout.split()[-1])
             first = first or rate
             print(f"| {name} | {rate:.3f} | {args.batch / rate:.2f} | {rate / first:.2f} | "
                   f"(wall {time.perf_counter() - t:.0f} s)", flush=True)

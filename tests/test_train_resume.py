@@ -88,6 +88,8 @@ def test_other_damage_is_detected(tmp_path, damage):
         assert "config.json is missing" in ckpt.verify(folder)
     with pytest.warns(UserWarning, match="unusable"):
         assert ckpt.latest_valid(run) is None
+    with pytest.raises(LRMError, match="none of its checkpoints is intact"):
+        train(micro(root, run, steps=2), resume="auto", progress=False)
 
 
 def test_sigterm_stops_with_a_checkpoint_that_resumes(tmp_path):

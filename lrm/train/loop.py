@@ -111,7 +111,10 @@ def find_resume(run_dir: Path, resume: str) -> Path | None:
     if not resume:
         return None
     if resume == "auto":
-        return ckpt.latest_valid(run_dir)
+        found = ckpt.latest_valid(run_dir)
+        if found is None and ckpt.list_checkpoints(run_dir):
+            raise LRMError(f"{run_dir}: none of its checkpoints is intact; remove them to start over")
+        return found
     folder = Path(resume)
     reason = ckpt.verify(folder)
     if reason is not None:
@@ -171,7 +174,9 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, collate_fn=collate,
                                          num_workers=cfg.data.workers)
     val_items = []
-    if acc.is_main_process and cfg.val_every and cfg.data.val_split:
+    if sharded and cfg.val_every:
+        warnings.warn("validation is skipped under FSDP/DeepSpeed (sharded parameters)", stacklevel=2)
+    elif acc.is_main_process and cfg.val_every and cfg.data.val_split:
         val_source = FolderSource(cfg.data.root, cfg.data.val_split)
         val_items = validation_items(val_source, cfg.val_objects, cfg.val_views,
                                      cfg.model.inference.source_size, cfg.val_resolution)
