@@ -1,6 +1,7 @@
 """End-to-end training runs on tiny generated datasets (CPU, seconds)."""
 
 import argparse
+import importlib.util
 import json
 import warnings
 
@@ -39,6 +40,8 @@ def test_two_step_train_writes_a_loadable_run(tmp_path):
     lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if "loss/mse" in r] == [1, 2]
     assert any("val/psnr" in r for r in lines)
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     from PIL import Image
 
     assert Image.open(run / "val" / "step-000002.png").size == (16 * 5, 16)

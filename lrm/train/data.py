@@ -21,6 +21,8 @@ access plugs in the same way.
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
 from typing import Iterator, Protocol
 
 import numpy as np
@@ -45,7 +47,12 @@ class FolderSource:
     def __init__(self, root: str, split: str) -> None:
         self.root = root
         self.ids = list_objects(root, split)
-        self._views = [int(read_meta(root, i)["views"]) for i in self.ids]
+        manifest = Path(root) / "manifest.jsonl"
+        metas = {}
+        if manifest.is_file():  # one file instead of one meta.json per object
+            lines = filter(str.strip, manifest.read_text().splitlines())
+            metas = {m["id"]: m for m in map(json.loads, lines)}
+        self._views = [int((metas.get(i) or read_meta(root, i))["views"]) for i in self.ids]
 
     def __len__(self) -> int:
         return len(self.ids)
