@@ -15,7 +15,7 @@ from lrm.train.data import FolderSource, validation_items
 from lrm.train.loop import train
 from lrm.train.synthetic import write_synthetic
 from lrm.train.validate import validate
-from train_helpers import dataset, micro, one_thread  # noqa: F401 (autouse fixture)
+from train_helpers import dataset, fake_lpips_files, micro, one_thread  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -100,3 +100,27 @@ def test_training_samples_do_not_change_the_saved_model(tmp_path):
     out = train(cfg, progress=False)
     assert out["model"].cfg.render.samples == 8 and out["model"].cfg.render.importance == 8
     assert load_model(str(tmp_path / "run")).cfg.render.samples == 8
+
+
+def test_lpips_is_trained_with_when_found_and_absent_otherwise(tmp_path, monkeypatch):
+    from lrm.losses import lpips
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no caches to fall back on
+    monkeypatch.setattr(lpips.importlib.util, "find_spec", lambda name: None)
+    root = dataset(tmp_path)
+    (tmp_path / "w").mkdir()
+    fake_lpips_files(tmp_path / "w")
+    over = dict(steps=1, loss={"lpips": 1.0, "lpips_weights": str(tmp_path / "w")},
+                data={"region": 16, "render_low": 16, "render_high": 24})
+    train(micro(root, tmp_path / "a", **over), progress=False)
+    logged = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[0])
+    assert logged["loss/lpips"] > 0
+    assert logged["loss/total"] == pytest.approx(logged["loss/mse"] + logged["loss/lpips"] + 5e-4 * logged["loss/tv"])
+    from lrm.errors import LRMError
+
+    with pytest.raises(LRMError, match="at least 16 px"):
+        train(micro(root, tmp_path / "b", **{**over, "data": {"region": 12}}), progress=False)
+    over["loss"] = {"lpips": 1.0, "lpips_weights": str(tmp_path / "nothing-here")}
+    train(micro(root, tmp_path / "c", **over), progress=False)
+    logged = json.loads((tmp_path / "c" / "metrics.jsonl").read_text().splitlines()[0])
+    assert "loss/lpips" not in logged

@@ -14,7 +14,7 @@ from lrm.model.presets import tiny
 from lrm.train.config import load_config, resolve, save_config
 from lrm.train.losses import psnr, tv
 from lrm.train.optim import WARMUP_START, WarmupCosine, param_groups
-from train_helpers import MICRO_MODEL, one_thread  # noqa: F401 (autouse fixture)
+from train_helpers import MICRO_MODEL, fake_lpips_files, one_thread  # noqa: F401 (autouse fixture)
 
 
 # --- config -------------------------------------------------------------------------
@@ -91,24 +91,6 @@ def test_tv_and_psnr_by_hand():
 
 
 # --- LPIPS ----------------------------------------------------------------------------
-def _fake_lpips_files(folder):
-    """Random weights in torchvision's vgg16 and lpips' vgg.pth key layouts."""
-    g = torch.Generator().manual_seed(0)
-    vgg, cin, i = {}, 3, 0
-    for item in lp._VGG_LAYOUT:
-        if item == "M":
-            i += 1
-            continue
-        vgg[f"features.{i}.weight"] = torch.randn(item, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
-        vgg[f"features.{i}.bias"] = torch.randn(item, generator=g) * 0.01
-        cin, i = item, i + 2
-    vgg["classifier.0.weight"] = torch.zeros(4, 4)  # present in torchvision's file, unused
-    heads = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate(lp.CHANNELS)}
-    torch.save(vgg, folder / "vgg16-397923af.pth")
-    torch.save(heads, folder / "vgg.pth")
-    return vgg, heads
-
-
 def _reference_lpips(vgg, heads, x, y):
     """LPIPS written out layer by layer from the raw state dicts (taps after these convs)."""
     shift = torch.tensor(lp.SHIFT).view(1, 3, 1, 1)
@@ -131,7 +113,7 @@ def _reference_lpips(vgg, heads, x, y):
 
 
 def test_lpips_matches_a_layer_by_layer_reference(tmp_path):
-    vgg, heads = _fake_lpips_files(tmp_path)
+    vgg, heads = fake_lpips_files(tmp_path)
     model = lp.load_lpips(str(tmp_path))
     assert model is not None and not any(p.requires_grad for p in model.parameters())
     g = torch.Generator().manual_seed(1)
@@ -147,7 +129,7 @@ def test_lpips_matches_a_layer_by_layer_reference(tmp_path):
 
 
 def test_lpips_wrong_files_are_named(tmp_path):
-    _fake_lpips_files(tmp_path)
+    fake_lpips_files(tmp_path)
     torch.save({"lin0.weight": torch.zeros(1)}, tmp_path / "vgg.pth")
     with pytest.raises(CheckpointError, match="vgg.pth: expected LPIPS heads"):
         lp.load_lpips(str(tmp_path))

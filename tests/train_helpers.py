@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lrm.losses import lpips
 from lrm.train.config import resolve
 from lrm.train.synthetic import write_synthetic
 
@@ -54,3 +55,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def fake_lpips_files(folder: Path):
+    """Random weights in torchvision's vgg16 and lpips' vgg.pth key layouts."""
+    g = torch.Generator().manual_seed(0)
+    vgg, cin, i = {}, 3, 0
+    for item in lpips._VGG_LAYOUT:
+        if item == "M":
+            i += 1
+            continue
+        vgg[f"features.{i}.weight"] = torch.randn(item, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
+        vgg[f"features.{i}.bias"] = torch.randn(item, generator=g) * 0.01
+        cin, i = item, i + 2
+    vgg["classifier.0.weight"] = torch.zeros(4, 4)  # present in torchvision's file, unused
+    heads = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate(lpips.CHANNELS)}
+    torch.save(vgg, folder / "vgg16-397923af.pth")
+    torch.save(heads, folder / "vgg.pth")
+    return vgg, heads

@@ -147,6 +147,9 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
         from lrm.losses.lpips import load_lpips
 
         lpips = load_lpips(cfg.loss.lpips_weights, acc.device)
+        if lpips is not None and cfg.data.region < 16:
+            raise LRMError(f"LPIPS needs crops of at least 16 px (VGG pools 4 times); data.region is "
+                           f"{cfg.data.region}: raise it or set loss.lpips = 0")
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.steps)
     start = 0
     sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
