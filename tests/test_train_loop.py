@@ -106,7 +106,7 @@ def test_lpips_is_trained_with_when_found_and_absent_otherwise(tmp_path, monkeyp
     from lrm.losses import lpips
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no caches to fall back on
-    monkeypatch.setattr(lpips.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(lpips, "_lpips_package_dir", lambda: None)
     root = dataset(tmp_path)
     (tmp_path / "w").mkdir()
     fake_lpips_files(tmp_path / "w")

@@ -138,7 +138,7 @@ def test_lpips_wrong_files_are_named(tmp_path):
 def test_lpips_absent_warns_once_and_returns_none(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(lp, "_warned", False)
-    monkeypatch.setattr(lp.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(lp, "_lpips_package_dir", lambda: None)
     with pytest.warns(UserWarning, match="LPIPS disabled: VGG16 .* and LPIPS heads"):
         assert lp.load_lpips(str(tmp_path)) is None
     with warnings.catch_warnings():

@@ -120,6 +120,12 @@ def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
     return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
+def _lpips_package_dir() -> Path | None:
+    """weights/v0.1 of an installed `lpips` package, found without importing it."""
+    spec = importlib.util.find_spec("lpips")
+    return Path(spec.origin).parent / "weights" / "v0.1" if spec is not None and spec.origin else None
+
+
 def find_weights(spec: str = "") -> tuple[Path | None, Path | None, list[str]]:
     """Locate (vgg file, head file) from `spec` (a folder or a hub repo id) or the caches.
     Returns the files (None where absent) and the places looked in."""
@@ -136,9 +142,9 @@ def find_weights(spec: str = "") -> tuple[Path | None, Path | None, list[str]]:
                 folders.append(Path(f"<hub {spec}: {type(exc).__name__}>"))
     torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
     folders.append(torch_home / "hub" / "checkpoints")
-    spec_lpips = importlib.util.find_spec("lpips")
-    if spec_lpips is not None and spec_lpips.origin:
-        folders.append(Path(spec_lpips.origin).parent / "weights" / "v0.1")
+    package = _lpips_package_dir()
+    if package is not None:
+        folders.append(package)
     vgg = next((f for d in folders if (f := _first(d, VGG_FILES))), None)
     head = next((f for d in folders if (f := _first(d, HEAD_FILES))), None)
     return vgg, head, [str(d) for d in folders]
