@@ -241,4 +241,9 @@ def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype
     repo_id = ALIASES.get(name.lower(), name)
     if _HUB_ID.match(repo_id):
         return load_hub(repo_id, device, dtype)
-    raise LRMError(f"unknown model {name!r}: not a local folder, alias ({', '.join(ALIASES)}) or hub id (owner/name)")
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), [a for a in ALIASES if not a.endswith("-1.1")], n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise LRMError(f"unknown model {name!r}: not a local folder, alias ({', '.join(a for a in ALIASES if not a.endswith('-1.1'))}) "
+                   f"or hub id (owner/name){hint}")
