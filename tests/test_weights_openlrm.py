@@ -253,3 +253,14 @@ def test_deterministic_samples_sit_half_a_step_inside():
 
     t = stratified(torch.tensor([1.0]), torch.tensor([3.0]), 5)
     assert t.tolist() == [[1.25, 1.75, 2.25, 2.75, 3.25]]
+
+
+def test_wrong_family_checkpoint_is_reported_not_loaded():
+    from tests.reference.upstream_keys import triposr_keys
+
+    sd = random_state(triposr_keys(vit_dim=64, vit_depth=1, dim=64, layers=1, res=4, channels=4))
+    with pytest.raises(CheckpointError) as err:
+        convert_openlrm_state(sd, reduced_cfg(packed=True))
+    msg = str(err.value)
+    assert msg.startswith("checkpoint: missing keys: pos_embed, encoder.model.cls_token") and "more)" in msg
+    assert "unexpected keys: image_tokenizer.model.embeddings.cls_token" in msg

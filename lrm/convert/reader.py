@@ -61,12 +61,10 @@ class StateReader:
         n = len(self.prefix)
         return [k[n:] for k in self.state if k.startswith(self.prefix)]
 
-    def has(self, key: str) -> bool:
-        return self.state is not None and self.prefix + key in self.state
-
     def take(self, key: str, shape: Shape) -> torch.Tensor:
         """The tensor at prefix+key, which must have `shape`. Problems are recorded, and a
-        zero tensor of the expected shape stands in so that conversion can go on."""
+        zero tensor of the expected shape (expanded, not allocated) stands in so that the
+        conversion can go on and report every problem at once."""
         full = self.prefix + key
         shape = tuple(int(s) for s in shape)
         self.table[full] = shape
@@ -75,11 +73,11 @@ class StateReader:
         tensor = self.state.get(full)
         if tensor is None:
             self.missing.append(full)
-            return torch.zeros(shape)
+            return torch.zeros(()).expand(shape)
         self.used.add(full)
         if tuple(tensor.shape) != shape:
             self.mis_shaped.append(f"{full} {tuple(tensor.shape)} (expected {shape})")
-            return torch.zeros(shape)
+            return torch.zeros(()).expand(shape)
         return tensor
 
     def drop(self, key: str, shape: Shape) -> None:
