@@ -19,13 +19,15 @@ it once per process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
+from torch import nn
 
 from lrm.configs import from_dict
 from lrm.convert.reader import name_list, read_weights
@@ -74,12 +76,24 @@ def strict_load(model: LRM, state: dict[str, torch.Tensor], source: str) -> None
     model.load_state_dict(cast, strict=True, assign=True)
 
 
+@contextlib.contextmanager
+def _skip_init() -> Iterator[None]:
+    """Skip the default random initialisation of standard layers (weights are loaded next)."""
+    layers = (nn.Linear, nn.modules.conv._ConvNd, nn.LayerNorm, nn.GroupNorm)
+    saved = [(cls, cls.reset_parameters) for cls in layers]
+    try:
+        for cls in layers:
+            cls.reset_parameters = lambda self: None
+        yield
+    finally:
+        for cls, fn in saved:
+            cls.reset_parameters = fn
+
+
 def build_empty(cfg: LRMConfig) -> LRM:
-    """Construct a model without initialising parameters (meta device); fill with strict_load."""
-    with torch.device("meta"):
-        model = LRM(cfg)
-    model.encoder.reset_buffers()
-    return model
+    """Construct a model with uninitialised parameters; fill it with `strict_load`."""
+    with _skip_init():
+        return LRM(cfg)
 
 
 def notice_license(cfg: LRMConfig) -> None:

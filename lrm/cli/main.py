@@ -16,9 +16,9 @@ from lrm.errors import LRMError
 
 def _commands() -> list[ModuleType]:
     # Imported here so `lrm --help` stays fast; listed explicitly (no registry).
-    from lrm.cli import convert, reconstruct
+    from lrm.cli import convert, demo, reconstruct
 
-    return [reconstruct, convert]
+    return [reconstruct, convert, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
