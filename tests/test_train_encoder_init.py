@@ -13,8 +13,6 @@ from lrm.train.config import resolve
 from lrm.train.encoder_init import init_encoder
 from train_helpers import MICRO_MODEL, one_thread  # noqa: F401 (autouse fixture)
 
-pytest.importorskip("lrm.convert.encoder", reason="lrm.convert.encoder (branch weights) not merged yet")
-
 E, DEPTH, GRID = 32, 2, 4
 
 

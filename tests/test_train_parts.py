@@ -36,6 +36,10 @@ def test_config_merges_onto_the_preset_and_round_trips(tmp_path):
     ("[model.field]\nchanels = 3", r"config.model.field: unknown key.*chanels"),
     ('preset = "huge"', "unknown preset 'huge'"),
     ("steps = ", "cannot parse"),
+    ('steps = "x"', r"config.steps: 'x' is not a valid int"),
+    ('mixed_precision = "fp8"', r"config.mixed_precision: 'fp8' is not a valid"),
+    ("[data]\nbackgrounds = [1, 'w']", r"config.data.backgrounds\[1\]: 'w' is not a valid float"),
+    ("[model.encoder]\ndim = 3.5", r"config.model.encoder.dim: 3.5 is not a valid int"),
 ])
 def test_config_errors_name_the_problem(tmp_path, text, match):
     (tmp_path / "config.toml").write_text(text)
