@@ -1,6 +1,7 @@
 """Two CPU processes (gloo) under `accelerate launch`: DDP keeps the ranks' parameters identical."""
 
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -23,8 +24,11 @@ def test_ddp_two_processes_keep_identical_parameters(tmp_path):
            "PYTHONWARNINGS": "ignore"}
     # accelerate 1.x's `--cpu` launcher starts one process (several only through mpirun); its
     # torchrun launcher (`--multi_gpu`) starts two, which join one gloo group on a CPU machine.
+    with socket.socket() as sock:  # a free port, not the default 29500 another run may hold
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no",
            str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path / "cfg.json")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
