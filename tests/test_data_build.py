@@ -13,7 +13,10 @@ from lrm.data.sources import Asset, folder
 from lrm.data.views import ViewConfig
 from lrm.errors import LRMError
 
-pytest.importorskip("moderngl", reason="rendering needs the `data` extra (moderngl)")
+from lrm.data.raster import egl_error  # noqa: E402
+
+if egl_error():  # no moderngl or no EGL (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri libgles2)
+    pytest.skip(egl_error(), allow_module_level=True)
 
 CFG = BuildConfig(resolution=32, views=ViewConfig(views=3, ring=2))
 

@@ -18,6 +18,7 @@ non-premultiplied RGB) and writes alpha = the fraction of covered samples. On ll
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -176,3 +177,12 @@ class GLRenderer:
             tex.filter = (ctx.LINEAR_MIPMAP_LINEAR, ctx.LINEAR)
         return vao, tex, part.alpha_cutoff, (vbo, ibo)
 
+
+@lru_cache(maxsize=1)
+def egl_error() -> str | None:
+    """None if this machine can render (moderngl + a headless EGL context), else the reason."""
+    try:
+        GLRenderer(8)._setup()
+    except LRMError as exc:
+        return str(exc)
+    return None
