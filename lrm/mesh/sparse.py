@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lrm.mesh.blocks import FACES, block_points, containing_blocks, corners, flat, n_blocks, shared_points, unique_rows
 from lrm.mesh.grid import Field, grid_axis, index_to_world, query_density
 from lrm.mesh.marching import marching_cubes, merge_parts, snap_to_edges
 
@@ -40,9 +41,13 @@ class SparseConfig:
     block: int = 2  # side of the fine blocks, in cells: each is evaluated whole or settled
     coarse: int = 8  # spacing of the first lattice, in cells (block times a power of two; halved
     # while it exceeds a quarter of the grid)
-    margin: float = 4.0  # settle a block when its corners are all <= τ/margin or all > τ·margin
+    margin: float = 4.0  # coarsest level: settle a block when its corners are all <= τ/m or all > τ·m
+    fine_margin: float = 1.5  # the same at the finest level (geometric taper in between)
     dilate: int = 0  # at every level, also refine blocks within this many blocks of a refined one
-    mc_chunk: int = 16  # marching cubes runs on chunks of this many cells a side (multiple of block)
+    mc_chunk: int = 32  # marching cubes runs on chunks of this many cells a side (multiple of block)
+
+
+SHIFTS_ALL = np.array(list(np.ndindex(2, 2, 2)))  # [8, 3] corner offsets
 
 
 @dataclass
@@ -65,13 +70,9 @@ class _Samples:
         self.known = np.zeros(r ** 3, bool)
         self.count = 0
 
-    def lin(self, idx: np.ndarray) -> np.ndarray:
-        return (idx[..., 0] * self.r + idx[..., 1]) * self.r + idx[..., 2]
-
-    def ensure(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Query the points of idx: [..., 3] not known yet -> (their flat indices, values)"""
-        lin = np.unique(self.lin(idx).ravel())
-        lin = lin[~self.known[lin]]
+    def ensure(self, lin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Query the points lin: [N] (unique flat indices) not known yet -> (those, values)"""
+        lin = np.sort(lin[~self.known[lin]])  # sorted: memory-friendly scatter below
         pts = np.stack(np.unravel_index(lin, (self.r,) * 3), axis=-1)
         vals = query_density(self.fn, index_to_world(pts, self.axis), self.chunk, self.device)
         self.values[lin] = vals
@@ -80,37 +81,16 @@ class _Samples:
         return lin, vals
 
     def get(self, idx: np.ndarray) -> np.ndarray:
-        lin = self.lin(idx)
+        """idx: [..., 3] grid indices of known points -> values [...]"""
+        lin = flat(idx[..., 0], idx[..., 1], idx[..., 2], self.r)
         assert self.known[lin].all()
         return self.values[lin]
 
 
-def _corners(blocks: np.ndarray, s: int, r: int, step: int) -> np.ndarray:
-    """Lattice points of spacing `step` in the closed ranges of blocks: [K, 3] at spacing s
-    -> [K, n, 3] point indices (a block spans [a·s, min((a+1)·s, R-1)] per axis)"""
-    offs = np.arange(0, s + 1, step)
-    grid = np.stack(np.meshgrid(offs, offs, offs, indexing="ij"), axis=-1).reshape(-1, 3)
-    return np.minimum(blocks[:, None, :] * s + grid[None], r - 1)
-
-
-def _unique_rows(a: np.ndarray, n: int) -> np.ndarray:
-    lin = np.unique((a[:, 0] * n + a[:, 1]) * n + a[:, 2])
-    return np.stack(np.unravel_index(lin, (n,) * 3), axis=-1)
-
-
-def _containing_blocks(lin: np.ndarray, r: int, b: int, nb: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fine blocks containing each point: up to 8 (block coords [N, 3], valid [N]) pairs."""
-    pts = np.stack(np.unravel_index(lin, (r,) * 3), axis=-1)
-    first = np.minimum(pts // b, nb - 1)
-    second = pts // b - 1
-    has_second = (pts % b == 0) & (pts > 0) & (second >= 0)
-    out = []
-    for choice in np.ndindex(2, 2, 2):
-        use = np.array(choice, bool)
-        blk = np.where(use, second, first)
-        valid = (has_second | ~use).all(axis=1)
-        out.append((blk, valid))
-    return out
+def _members(blocks: np.ndarray, n: int) -> np.ndarray:
+    m = np.zeros((n,) * 3, bool)
+    m[blocks[:, 0], blocks[:, 1], blocks[:, 2]] = True
+    return m
 
 
 def sparse_surface(
@@ -121,29 +101,29 @@ def sparse_surface(
     coarse = cfg.coarse
     while coarse > b and 4 * coarse > r - 1:  # keep at least ~4 lattice cells per axis
         coarse //= 2
-    lo, hi = (tau / cfg.margin, tau * cfg.margin) if tau > 0 else (tau - cfg.margin, tau + cfg.margin)
+    n_levels = int(round(np.log2(coarse // b)))
     samples = _Samples(fn, r, radius, chunk, device)
-    nb = -(-(r - 1) // b)  # fine blocks per axis
-    n_coarse = -(-(r - 1) // coarse)
-    side = n_coarse * (coarse // b)  # padded fine-block count per axis
+    nb = n_blocks(r, b)
+    side = n_blocks(r, coarse) * (coarse // b)  # padded fine-block count per axis
     labels = np.zeros((side,) * 3, np.int8)  # +1 settled inside, -1 settled outside, 0 evaluated
     stats: dict = {"refined_per_level": [], "closure_rounds": 0, "closure_blocks": 0}
 
-    # 1. top-down refinement
-    s = coarse
-    ar = np.arange(n_coarse)
-    cand = np.stack(np.meshgrid(ar, ar, ar, indexing="ij"), axis=-1).reshape(-1, 3)
-    samples.ensure(_corners(cand, s, r, s))
+    # 1. top-down: settle blocks whose corners are clearly on one side, refine the others
+    s, level = coarse, 0
+    n = n_blocks(r, s)
+    cand = np.stack(np.unravel_index(np.arange(n ** 3), (n,) * 3), axis=-1)
+    samples.ensure(block_points(cand, s, s, r, np.ones((n,) * 3, bool)))
     while True:
-        vals = samples.get(_corners(cand, s, r, s))  # [K, 8]
+        m = cfg.margin ** (1 - level / max(n_levels, 1)) * cfg.fine_margin ** (level / max(n_levels, 1))
+        lo, hi = (tau / m, tau * m) if tau > 0 else (tau - m, tau + m)
+        vals = samples.values[corners(cand, s, r)]  # [K, 8], all known
         outside, inside = (vals <= lo).all(axis=1), (vals > hi).all(axis=1)
         refine = cand[~(outside | inside)]
-        n_s = -(-(r - 1) // s)
         if cfg.dilate and refine.size:
             d = np.arange(-cfg.dilate, cfg.dilate + 1)
             offs = np.stack(np.meshgrid(d, d, d, indexing="ij"), axis=-1).reshape(-1, 3)
             grown = (refine[:, None] + offs[None]).reshape(-1, 3)
-            refine = _unique_rows(grown[((grown >= 0) & (grown < n_s)).all(axis=1)], n_s)
+            refine = unique_rows(grown[((grown >= 0) & (grown < n)).all(axis=1)], n)
         settled = outside | inside
         f = s // b
         view = labels.reshape(side // f, f, side // f, f, side // f, f)
@@ -153,35 +133,51 @@ def sparse_surface(
         stats["refined_per_level"].append(len(refine))
         if s == b or refine.size == 0:
             break
-        s //= 2
-        kids = (refine[:, None, :] * 2 + np.array(list(np.ndindex(2, 2, 2)))[None]).reshape(-1, 3)
-        cand = kids[(kids < -(-(r - 1) // s)).all(axis=1)]
-        samples.ensure(_corners(cand, s, r, s))
-    fine = refine if s == b else np.zeros((0, 3), np.int64)
+        # the next lattice inside the refined blocks = the corners of their children
+        samples.ensure(block_points(refine, s, s // 2, r, _members(refine, n)))
+        s, level, n = s // 2, level + 1, n_blocks(r, s // 2)
+        kids = (refine[:, None, :] * 2 + SHIFTS_ALL[None]).reshape(-1, 3)
+        cand = kids[(kids < n).all(axis=1)]
+    lattice = np.nonzero(samples.known)[0]  # every point queried so far lies on a lattice
 
-    # 2. evaluate the refined fine blocks whole, then close over disagreeing settled blocks
-    def evaluate_blocks(blocks: np.ndarray) -> None:
+    # 2. query the refined fine blocks whole; then close: a settled block that disagrees
+    # with a queried point it contains is queried whole too, until none is left
+    def evaluate(blocks: np.ndarray) -> np.ndarray:
         labels[blocks[:, 0], blocks[:, 1], blocks[:, 2]] = 0
-        samples.ensure(_corners(blocks, b, r, 1))
+        samples.ensure(block_points(blocks, b, 1, r, labels[:nb, :nb, :nb] == 0))
+        return disagreeing_neighbours(blocks)
 
-    def disagreeing(lin: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    def disagrees(lab: np.ndarray, vals: np.ndarray) -> np.ndarray:  # ties count as disagreement
+        return ((lab < 0) & (vals >= tau)) | ((lab > 0) & (vals <= tau))
+
+    def disagreeing_neighbours(blocks: np.ndarray) -> np.ndarray:
+        # Faces suffice: two settled blocks that share a point also share a corner of the
+        # finer one, a lattice point checked above, so they carry the same label; a point on
+        # an edge or corner of `blocks` is thus checked through a face of `blocks` or of an
+        # evaluated face neighbour (which ran this check itself).
         found = []
-        for blk, valid in _containing_blocks(lin, r, b, nb):
-            lab = labels[blk[:, 0], blk[:, 1], blk[:, 2]]
-            bad = valid & (((lab < 0) & (vals >= tau)) | ((lab > 0) & (vals <= tau)))
-            found.append(blk[bad])
-        return _unique_rows(np.concatenate(found), nb)
+        for d in FACES:
+            nbr = blocks + d
+            ok = ((nbr >= 0) & (nbr < nb)).all(axis=1)
+            ok[ok] = labels[nbr[ok, 0], nbr[ok, 1], nbr[ok, 2]] != 0
+            lin, valid = shared_points(blocks[ok], d, b, r)
+            lab = labels[nbr[ok, 0], nbr[ok, 1], nbr[ok, 2]][:, None]
+            bad = (disagrees(lab, samples.values[lin]) & valid).any(axis=1)
+            found.append(nbr[ok][bad])
+        return unique_rows(np.concatenate(found), nb)
 
-    if fine.size:
-        evaluate_blocks(fine)
-    known = np.nonzero(samples.known)[0]
-    todo = disagreeing(known, samples.values[known])
+    todo = [evaluate(refine)] if s == b and refine.size else []
+    vals = samples.values[lattice]
+    flat_labels = labels.reshape(-1)
+    for blk, valid in containing_blocks(lattice, r, b, side):
+        bad = valid & disagrees(flat_labels[np.where(valid, blk, 0)], vals)
+        todo.append(np.stack(np.unravel_index(blk[bad], (side,) * 3), axis=-1))
+    todo = unique_rows(np.concatenate(todo), nb) if todo else np.zeros((0, 3), np.int64)
+    todo = todo[labels[todo[:, 0], todo[:, 1], todo[:, 2]] != 0]
     while todo.size:
         stats["closure_rounds"] += 1
         stats["closure_blocks"] += len(todo)
-        labels[todo[:, 0], todo[:, 1], todo[:, 2]] = 0
-        lin, vals = samples.ensure(_corners(todo, b, r, 1))
-        todo = disagreeing(lin, vals)
+        todo = evaluate(todo)
 
     # 3. marching cubes over the chunks that hold evaluated blocks
     t0 = time.perf_counter()
