@@ -34,11 +34,12 @@ import torch
 from lrm.mesh.blocks import FACES, block_points, containing_blocks, corners, flat, n_blocks, shared_points, unique_rows
 from lrm.mesh.grid import Field, grid_axis, index_to_world, query_density
 from lrm.mesh.marching import marching_cubes, merge_parts, snap_to_edges
+from lrm.mesh.store import PointStore
 
 
 @dataclass
 class SparseConfig:
-    block: int = 2  # side of the fine blocks, in cells: each is evaluated whole or settled
+    block: int = 2  # side of the fine blocks, in cells (a power of two): evaluated whole or settled
     coarse: int = 8  # spacing of the first lattice, in cells (block times a power of two; halved
     # while it exceeds a quarter of the grid)
     margin: float = 4.0  # coarsest level: settle a block when its corners are all <= τ/m or all > τ·m
@@ -60,31 +61,30 @@ class SparseResult:
 
 
 class _Samples:
-    """Values queried so far: a dense volume that is only touched where queried, plus a mask."""
+    """The field's values at the grid points queried so far (sparse storage)."""
 
-    def __init__(self, fn: Field, resolution: int, radius: float, chunk: int, device) -> None:
-        r = resolution
-        self.fn, self.r, self.chunk, self.device = fn, r, chunk, device
-        self.axis = grid_axis(r, radius)
-        self.values = np.empty(r ** 3, np.float32)  # flat [R³]
-        self.known = np.zeros(r ** 3, bool)
+    def __init__(self, fn: Field, resolution: int, radius: float, coarse: int, chunk: int, device) -> None:
+        self.fn, self.r, self.chunk, self.device = fn, resolution, chunk, device
+        self.axis = grid_axis(resolution, radius)
+        self.store = PointStore(resolution, coarse)
+        self.queried: list[tuple[np.ndarray, np.ndarray]] = []  # (flat indices, values) per call
         self.count = 0
 
     def ensure(self, lin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Query the points lin: [N] (unique flat indices) not known yet -> (those, values)"""
-        lin = np.sort(lin[~self.known[lin]])  # sorted: memory-friendly scatter below
+        """Query the points lin: [N] (unique flat indices) not stored yet -> (those, values)"""
+        lin = np.sort(lin[np.isnan(self.store.get(lin))])
         pts = np.stack(np.unravel_index(lin, (self.r,) * 3), axis=-1)
         vals = query_density(self.fn, index_to_world(pts, self.axis), self.chunk, self.device)
-        self.values[lin] = vals
-        self.known[lin] = True
+        self.store.set(lin, vals)
+        self.queried.append((lin, vals))
         self.count += lin.size
         return lin, vals
 
-    def get(self, idx: np.ndarray) -> np.ndarray:
-        """idx: [..., 3] grid indices of known points -> values [...]"""
-        lin = flat(idx[..., 0], idx[..., 1], idx[..., 2], self.r)
-        assert self.known[lin].all()
-        return self.values[lin]
+    def get(self, lin: np.ndarray) -> np.ndarray:
+        """lin: flat indices of queried points, any shape -> values, same shape"""
+        out = self.store.get(lin.reshape(-1)).reshape(lin.shape)
+        assert not np.isnan(out).any()
+        return out
 
 
 def _members(blocks: np.ndarray, n: int) -> np.ndarray:
@@ -97,12 +97,13 @@ def sparse_surface(
     fn: Field, resolution: int, radius: float, threshold: float, cfg: SparseConfig, chunk: int, device=None
 ) -> SparseResult:
     r, b, tau = resolution, cfg.block, float(threshold)
-    assert cfg.coarse % b == 0 and (cfg.coarse // b) & (cfg.coarse // b - 1) == 0 and cfg.mc_chunk % b == 0, cfg
+    assert b & (b - 1) == 0 and cfg.coarse % b == 0 and cfg.coarse & (cfg.coarse - 1) == 0, cfg
+    assert cfg.mc_chunk % b == 0, cfg
     coarse = cfg.coarse
     while coarse > b and 4 * coarse > r - 1:  # keep at least ~4 lattice cells per axis
         coarse //= 2
     n_levels = int(round(np.log2(coarse // b)))
-    samples = _Samples(fn, r, radius, chunk, device)
+    samples = _Samples(fn, r, radius, coarse, chunk, device)
     nb = n_blocks(r, b)
     side = n_blocks(r, coarse) * (coarse // b)  # padded fine-block count per axis
     labels = np.zeros((side,) * 3, np.int8)  # +1 settled inside, -1 settled outside, 0 evaluated
@@ -116,7 +117,7 @@ def sparse_surface(
     while True:
         m = cfg.margin ** (1 - level / max(n_levels, 1)) * cfg.fine_margin ** (level / max(n_levels, 1))
         lo, hi = (tau / m, tau * m) if tau > 0 else (tau - m, tau + m)
-        vals = samples.values[corners(cand, s, r)]  # [K, 8], all known
+        vals = samples.get(corners(cand, s, r))  # [K, 8]
         outside, inside = (vals <= lo).all(axis=1), (vals > hi).all(axis=1)
         refine = cand[~(outside | inside)]
         if cfg.dilate and refine.size:
@@ -138,7 +139,8 @@ def sparse_surface(
         s, level, n = s // 2, level + 1, n_blocks(r, s // 2)
         kids = (refine[:, None, :] * 2 + SHIFTS_ALL[None]).reshape(-1, 3)
         cand = kids[(kids < n).all(axis=1)]
-    lattice = np.nonzero(samples.known)[0]  # every point queried so far lies on a lattice
+    lattice = np.concatenate([lin for lin, _ in samples.queried])  # all on a lattice so far
+    lattice_vals = np.concatenate([v for _, v in samples.queried])
 
     # 2. query the refined fine blocks whole; then close: a settled block that disagrees
     # with a queried point it contains is queried whole too, until none is left
@@ -162,15 +164,14 @@ def sparse_surface(
             ok[ok] = labels[nbr[ok, 0], nbr[ok, 1], nbr[ok, 2]] != 0
             lin, valid = shared_points(blocks[ok], d, b, r)
             lab = labels[nbr[ok, 0], nbr[ok, 1], nbr[ok, 2]][:, None]
-            bad = (disagrees(lab, samples.values[lin]) & valid).any(axis=1)
+            bad = (disagrees(lab, samples.store.get(lin.reshape(-1)).reshape(lin.shape)) & valid).any(axis=1)
             found.append(nbr[ok][bad])
         return unique_rows(np.concatenate(found), nb)
 
     todo = [evaluate(refine)] if s == b and refine.size else []
-    vals = samples.values[lattice]
     flat_labels = labels.reshape(-1)
     for blk, valid in containing_blocks(lattice, r, b, side):
-        bad = valid & disagrees(flat_labels[np.where(valid, blk, 0)], vals)
+        bad = valid & disagrees(flat_labels[np.where(valid, blk, 0)], lattice_vals)
         todo.append(np.stack(np.unravel_index(blk[bad], (side,) * 3), axis=-1))
     todo = unique_rows(np.concatenate(todo), nb) if todo else np.zeros((0, 3), np.int64)
     todo = todo[labels[todo[:, 0], todo[:, 1], todo[:, 2]] != 0]
@@ -184,27 +185,27 @@ def sparse_surface(
     verts, faces = _march_chunks(samples, labels[:nb, :nb, :nb], r, b, tau, cfg.mc_chunk, stats)
     stats["marching_s"] = time.perf_counter() - t0
     stats["evaluated_fine_blocks"] = int((labels[:nb, :nb, :nb] == 0).sum())
-    return SparseResult(verts, faces, samples.count, samples.values[samples.known], stats)
+    stats["store_mb"] = samples.store.nbytes() / 2 ** 20
+    sample = np.concatenate([v for _, v in samples.queried])
+    return SparseResult(verts, faces, samples.count, sample, stats)
 
 
 def _march_chunks(samples: _Samples, labels: np.ndarray, r: int, b: int, tau: float, m: int, stats: dict):
-    per = m // b
-    chunks = np.unique(np.argwhere(labels == 0) // per, axis=0)
-    values = samples.values.reshape((r,) * 3)
-    known = samples.known.reshape((r,) * 3)
-    fill_in, fill_out = tau + abs(tau) + 1.0, tau - abs(tau) - 1.0
+    """Marching cubes on every chunk (m cells a side) that holds an evaluated fine block.
+    Points not queried lie only in settled blocks (whose cells give no triangle): they are
+    filled with a value on their block's side."""
+    chunks = np.unique(np.argwhere(labels == 0) // (m // b), axis=0)
+    fill_in, fill_out = np.float32(tau + abs(tau) + 1.0), np.float32(tau - abs(tau) - 1.0)
     parts, marched = [], 0
-    for cx, cy, cz in chunks:
-        lo = np.array([cx, cy, cz]) * m
+    for chunk in chunks:
+        lo = chunk * m
         hi = np.minimum(lo + m, r - 1)
-        box = tuple(slice(a, c + 1) for a, c in zip(lo, hi))
-        sub = values[box].copy()
-        kn = known[box]
-        if not kn.all():  # unknown points lie only in settled blocks: fill with their side
-            fb = [np.minimum(np.arange(a, c + 1) // b, labels.shape[0] - 1) for a, c in zip(lo, hi)]
-            lab = labels[np.ix_(*fb)]
-            assert (lab[~kn] != 0).all()
-            sub[~kn] = np.where(lab[~kn] > 0, fill_in, fill_out)
+        sub = samples.store.box(lo, hi)
+        miss = np.isnan(sub)
+        if miss.any():
+            ax = [np.minimum(np.arange(a, c + 1) // b, labels.shape[0] - 1) for a, c in zip(lo, hi)]
+            lab = labels[np.ix_(*ax)]
+            sub[miss] = np.where(lab[miss] > 0, fill_in, fill_out)
         if sub.max() < tau or sub.min() > tau:
             continue
         marched += 1
@@ -212,4 +213,9 @@ def _march_chunks(samples: _Samples, labels: np.ndarray, r: int, b: int, tau: fl
         if len(f):
             parts.append((v + lo, f))
     stats["mc_chunks"] = marched
-    return merge_parts(parts, m, lambda v: snap_to_edges(v, samples.get, tau))
+    get = samples.get
+
+    def values_at(idx: np.ndarray) -> np.ndarray:
+        return get(flat(idx[:, 0], idx[:, 1], idx[:, 2], r))
+
+    return merge_parts(parts, m, lambda v: snap_to_edges(v, values_at, tau))
