@@ -4,7 +4,8 @@ One axis of R grid points is cut into n = ceil((R - 1) / s) blocks of s cells; b
 the closed point range [a·s, min((a + 1)·s, R - 1)], so neighbours share their common face.
 The lattice of spacing `step` (a divisor of s) is the point set {min(c·step, R - 1)}.
 Every lattice point is *owned* by exactly one block: the one where it is not on the high face
-(the last block also owns the point R - 1). Points are handled as flat indices (x·R + y)·R + z.
+(the last block also owns the point R - 1). Points are handled as integer keys
+(x << 2s) | (y << s) | z with s = bits(R - 1): sortable in x-major order, cheap to split.
 """
 
 from __future__ import annotations
@@ -19,8 +20,26 @@ def n_blocks(r: int, s: int) -> int:
     return -(-(r - 1) // s)
 
 
-def flat(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: int) -> np.ndarray:
-    return (x * r + y) * r + z
+def flat(x: np.ndarray, y: np.ndarray, z: np.ndarray, n: int) -> np.ndarray:
+    """Row-major index into a dense [n, n, n] array."""
+    return (x * n + y) * n + z
+
+
+def key_bits(r: int) -> int:
+    return max(1, (r - 1).bit_length())
+
+
+def pack(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: int) -> np.ndarray:
+    """Grid coordinates -> point keys (int64)"""
+    s = key_bits(r)
+    return (np.asarray(x, np.int64) << (2 * s)) | (np.asarray(y, np.int64) << s) | np.asarray(z, np.int64)
+
+
+def unpack(key: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point keys -> grid coordinates x, y, z"""
+    s = key_bits(r)
+    m = (1 << s) - 1
+    return key >> (2 * s), (key >> s) & m, key & m
 
 
 def _owned_axis(a: np.ndarray, s: int, step: int, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -35,15 +54,15 @@ def _owned_axis(a: np.ndarray, s: int, step: int, r: int) -> tuple[np.ndarray, n
 
 
 def _combine(axes: list[tuple[np.ndarray, np.ndarray]], r: int) -> np.ndarray:
-    """Per-axis (coords [K, Lx], valid [K, Lx]) -> flat indices of the valid products [M]"""
+    """Per-axis (coords [K, Lx], valid [K, Lx]) -> keys of the valid products [M]"""
     (x, vx), (y, vy), (z, vz) = axes
-    lin = flat(x[:, :, None, None], y[:, None, :, None], z[:, None, None, :], r)
+    lin = pack(x[:, :, None, None], y[:, None, :, None], z[:, None, None, :], r)
     ok = vx[:, :, None, None] & vy[:, None, :, None] & vz[:, None, None, :]
     return lin[ok]
 
 
 def block_points(blocks: np.ndarray, s: int, step: int, r: int, member: np.ndarray) -> np.ndarray:
-    """Flat indices of the lattice points (spacing `step`) in the closed ranges of `blocks`,
+    """Keys of the lattice points (spacing `step`) in the closed ranges of `blocks`,
     each once. blocks: [K, 3] at spacing s; member: [n, n, n] bool, True for blocks of this
     set (their owned points are listed through them) -> [M] int64, unique"""
     if len(blocks) == 0:
@@ -71,7 +90,7 @@ def block_points(blocks: np.ndarray, s: int, step: int, r: int, member: np.ndarr
 
 def shared_points(blocks: np.ndarray, d: np.ndarray, b: int, r: int) -> tuple[np.ndarray, np.ndarray]:
     """Grid points (spacing 1) that blocks share with their neighbours blocks + d.
-    blocks: [K, 3] at spacing b; d: [3] in {-1, 0, 1} -> flat [K, P], valid [K, P]"""
+    blocks: [K, 3] at spacing b; d: [3] in {-1, 0, 1} -> keys [K, P], valid [K, P]"""
     axes = []
     for i in range(3):
         a = blocks[:, i:i + 1]
@@ -83,15 +102,15 @@ def shared_points(blocks: np.ndarray, d: np.ndarray, b: int, r: int) -> tuple[np
             axes.append((c, np.ones_like(c, bool)))
     (x, vx), (y, vy), (z, vz) = axes
     shape = (len(blocks), x.shape[1] * y.shape[1] * z.shape[1])
-    lin = flat(x[:, :, None, None], y[:, None, :, None], z[:, None, None, :], r).reshape(shape)
+    lin = pack(x[:, :, None, None], y[:, None, :, None], z[:, None, None, :], r).reshape(shape)
     ok = (vx[:, :, None, None] & vy[:, None, :, None] & vz[:, None, None, :]).reshape(shape)
     return lin, ok
 
 
 def corners(blocks: np.ndarray, s: int, r: int) -> np.ndarray:
-    """Flat indices of the 8 corners of blocks: [K, 3] at spacing s -> [K, 8]"""
+    """Keys of the 8 corners of blocks: [K, 3] at spacing s -> [K, 8]"""
     c = [np.minimum(blocks[:, i:i + 1] * s + np.array([[0, s]]), r - 1) for i in range(3)]
-    return flat(c[0][:, :, None, None], c[1][:, None, :, None], c[2][:, None, None, :], r).reshape(-1, 8)
+    return pack(c[0][:, :, None, None], c[1][:, None, :, None], c[2][:, None, None, :], r).reshape(-1, 8)
 
 
 def containing_blocks(lin: np.ndarray, r: int, b: int, side: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -99,7 +118,7 @@ def containing_blocks(lin: np.ndarray, r: int, b: int, side: int) -> list[tuple[
     (flat block index in a [side]³ array [N], valid [N])."""
     n = n_blocks(r, b)
     first, second, has = [], [], []
-    for p in (lin // (r * r), (lin // r) % r, lin % r):
+    for p in unpack(lin, r):
         q = p // b
         first.append(np.minimum(q, n - 1))
         second.append(q - 1)

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lrm.mesh.blocks import FACES, block_points, containing_blocks, corners, flat, n_blocks, shared_points, unique_rows
+from lrm.mesh.blocks import (FACES, block_points, containing_blocks, corners, flat, n_blocks, pack, shared_points,
+                             unique_rows, unpack)
 from lrm.mesh.grid import Field, grid_axis, index_to_world, query_density
 from lrm.mesh.marching import marching_cubes, merge_parts, snap_to_edges
 from lrm.mesh.store import PointStore
@@ -71,9 +72,9 @@ class _Samples:
         self.count = 0
 
     def ensure(self, lin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Query the points lin: [N] (unique flat indices) not stored yet -> (those, values)"""
+        """Query the points lin: [N] (unique point keys) not stored yet -> (those, values)"""
         lin = np.sort(lin[np.isnan(self.store.get(lin))])
-        pts = np.stack(np.unravel_index(lin, (self.r,) * 3), axis=-1)
+        pts = np.stack(unpack(lin, self.r), axis=-1)
         vals = query_density(self.fn, index_to_world(pts, self.axis), self.chunk, self.device)
         self.store.set(lin, vals)
         self.queried.append((lin, vals))
@@ -81,7 +82,7 @@ class _Samples:
         return lin, vals
 
     def get(self, lin: np.ndarray) -> np.ndarray:
-        """lin: flat indices of queried points, any shape -> values, same shape"""
+        """lin: keys of queried points, any shape -> values, same shape"""
         out = self.store.get(lin.reshape(-1)).reshape(lin.shape)
         assert not np.isnan(out).any()
         return out
@@ -191,15 +192,23 @@ def sparse_surface(
 
 
 def _march_chunks(samples: _Samples, labels: np.ndarray, r: int, b: int, tau: float, m: int, stats: dict):
-    """Marching cubes on every chunk (m cells a side) that holds an evaluated fine block.
-    Points not queried lie only in settled blocks (whose cells give no triangle): they are
-    filled with a value on their block's side."""
-    chunks = np.unique(np.argwhere(labels == 0) // (m // b), axis=0)
+    """Marching cubes per chunk (m cells a side) over the bounding box of the chunk's evaluated
+    fine blocks; cells outside them are in settled blocks and give no triangle. Points not
+    queried lie only in settled blocks: they get a value on their block's side."""
+    blocks = np.argwhere(labels == 0)  # [E, 3] evaluated fine blocks
+    if len(blocks) == 0:
+        stats["mc_chunks"] = stats["mc_cells"] = 0
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    per = m // b
+    key = flat(*(blocks // per).T, labels.shape[0])
+    order = np.argsort(key, kind="stable")
+    blocks, key = blocks[order], key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    lows = np.minimum.reduceat(blocks, starts, axis=0) * b
+    highs = np.minimum((np.maximum.reduceat(blocks, starts, axis=0) + 1) * b, r - 1)
     fill_in, fill_out = np.float32(tau + abs(tau) + 1.0), np.float32(tau - abs(tau) - 1.0)
     parts, marched = [], 0
-    for chunk in chunks:
-        lo = chunk * m
-        hi = np.minimum(lo + m, r - 1)
+    for lo, hi in zip(lows, highs):
         sub = samples.store.box(lo, hi)
         miss = np.isnan(sub)
         if miss.any():
@@ -213,9 +222,9 @@ def _march_chunks(samples: _Samples, labels: np.ndarray, r: int, b: int, tau: fl
         if len(f):
             parts.append((v + lo, f))
     stats["mc_chunks"] = marched
-    get = samples.get
+    stats["mc_cells"] = int(np.prod(highs - lows, axis=1).sum())
 
     def values_at(idx: np.ndarray) -> np.ndarray:
-        return get(flat(idx[:, 0], idx[:, 1], idx[:, 2], r))
+        return samples.get(pack(idx[:, 0], idx[:, 1], idx[:, 2], r))
 
     return merge_parts(parts, m, lambda v: snap_to_edges(v, values_at, tau))

@@ -1,107 +1,98 @@
 """Sparse storage of grid values, with memory proportional to the points stored.
 
-The grid's coarse lattice (spacing c) is held in a small dense array; every other point lives
-in the brick of the coarse block that owns it (a block owns [a·c, (a+1)·c) per axis, the last
-one also R - 1), allocated on first write. A dense R³ array would cost 226 MB at R = 384 and,
-on fresh memory, more time in page faults than the queries it saves.
+The grid's coarse lattice (spacing c, the points min(i·c, R - 1)) is held in a small dense
+array; every other point lives in an c³ brick, the one of the coarse block [a·c, (a+1)·c) per
+axis that contains it (an extra layer of bricks, a = n, holds the points at R - 1 when R - 1
+is a multiple of c), allocated on first write. A dense R³ array would cost 226 MB at R = 384
+and, on fresh memory, more time in page faults than the queries it saves. NaN marks a point
+not stored (queried densities are never NaN).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lrm.mesh.blocks import n_blocks
+from lrm.mesh.blocks import n_blocks, unpack
 
 
 class PointStore:
-    """Values at grid points; NaN marks a point not stored (queried densities are never NaN)."""
-
     def __init__(self, r: int, coarse: int) -> None:
         assert coarse & (coarse - 1) == 0, "the coarse spacing must be a power of two"
-        self.r, self.c, self.shift = r, coarse, coarse.bit_length() - 1
+        self.r, self.c, self.k = r, coarse, coarse.bit_length() - 1
         self.n = n_blocks(r, coarse)  # coarse blocks per axis
-        self.side = coarse + 1  # brick side (the last block of an axis may hold c + 1 points)
-        self.lattice = np.full((self.n + 1) ** 3, np.nan, np.float32)
-        self.slot = np.full(self.n ** 3, -1, np.int64)  # brick index per coarse block, -1: none
-        self.bricks = np.zeros((0, self.side ** 3), np.float32)
+        self.lattice = np.full((self.n + 1) ** 3, np.nan, np.float32)  # [(n+1)³] lattice values
+        self.slot = np.full((self.n + 1) ** 3, -1, np.int64)  # brick of each block (-1: none)
+        self.bricks = np.zeros((0, coarse ** 3), np.float32)  # [used, c³]
         self.used = 0
 
-    def _locate(self, x: np.ndarray, y: np.ndarray, z: np.ndarray):
-        """-> (on the lattice [N] bool, owning coarse block [N], index in its brick [N])"""
-        k, mask, n, r = self.shift, self.c - 1, self.n, self.r
-        on = (((x & mask) == 0) | (x == r - 1)) & (((y & mask) == 0) | (y == r - 1)) & (((z & mask) == 0) | (z == r - 1))
-        bx, by, bz = np.minimum(x >> k, n - 1), np.minimum(y >> k, n - 1), np.minimum(z >> k, n - 1)
-        block = (bx * n + by) * n + bz
-        local = ((x - (bx << k)) * self.side + (y - (by << k))) * self.side + (z - (bz << k))
-        return on, block, local
+    def _split(self, key: np.ndarray):
+        return unpack(key, self.r)
 
-    def _lattice_index(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-        k, mask, n1 = self.shift, self.c - 1, self.n + 1
-        return (((x + mask) >> k) * n1 + ((y + mask) >> k)) * n1 + ((z + mask) >> k)
+    def _lattice(self, x, y, z):
+        """-> (on the lattice [N] bool, lattice index [N], valid where on)"""
+        m, k, n1, r = self.c - 1, self.k, self.n + 1, self.r
+        on = (((x & m) == 0) | (x == r - 1)) & (((y & m) == 0) | (y == r - 1)) & (((z & m) == 0) | (z == r - 1))
+        return on, (((x + m) >> k) * n1 + ((y + m) >> k)) * n1 + ((z + m) >> k)
 
-    def get_xyz(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Values at grid coordinates (integer arrays of one shape); NaN where nothing is stored."""
-        on, block, local = self._locate(x, y, z)
-        slot = self.slot[block]
-        has = slot >= 0
-        out = np.full(x.shape, np.nan, np.float32)
-        out[has] = self.bricks[slot[has], local[has]]
-        out[on] = self.lattice[self._lattice_index(x[on], y[on], z[on])]
-        return out
+    def _brick(self, x, y, z):
+        """-> (brick block index [N], index inside the brick [N])"""
+        m, k, c, n1 = self.c - 1, self.k, self.c, self.n + 1
+        block = ((x >> k) * n1 + (y >> k)) * n1 + (z >> k)
+        return block, ((x & m) * c + (y & m)) * c + (z & m)
 
     def get(self, lin: np.ndarray) -> np.ndarray:
-        """lin: flat grid indices (x·R + y)·R + z -> values, NaN where nothing is stored"""
-        x, yz = np.divmod(lin, self.r * self.r)
-        y, z = np.divmod(yz, self.r)
-        return self.get_xyz(x.astype(np.int32), y.astype(np.int32), z.astype(np.int32))
-
-    def box(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Values of the closed box [lo, hi] (grid coordinates [3]) -> [X, Y, Z], NaN where
-        nothing is stored. Copies whole brick pieces instead of locating points one by one."""
-        k, c, n, side, r = self.shift, self.c, self.n, self.side, self.r
-        out = np.full(tuple(hi - lo + 1), np.nan, np.float32)
-        ranges = [range(lo[i] >> k, min(hi[i] >> k, n - 1) + 1) for i in range(3)]
-        for bx in ranges[0]:
-            for by in ranges[1]:
-                for bz in ranges[2]:
-                    slot = self.slot[(bx * n + by) * n + bz]
-                    if slot < 0:
-                        continue
-                    brick = self.bricks[slot].reshape(side, side, side)
-                    src, dst = [], []
-                    for a, l, h in zip((bx, by, bz), lo, hi):  # owned points [a·c, end] of this axis
-                        end = min(a * c + c - 1, r - 1) if a < n - 1 else r - 1
-                        s0, s1 = max(a * c, l), min(end, h)
-                        src.append(slice(s0 - a * c, s1 - a * c + 1))
-                        dst.append(slice(s0 - l, s1 - l + 1))
-                    out[tuple(dst)] = brick[tuple(src)]
-        lat = [np.unique(np.minimum(np.arange(-(-l // c) * c, h + c, c), r - 1)) for l, h in zip(lo, hi)]
-        lat = [a[(a >= l) & (a <= h)] for a, l, h in zip(lat, lo, hi)]
-        li = [-(-a // c) for a in lat]
-        out[np.ix_(*[a - l for a, l in zip(lat, lo)])] = self.lattice.reshape((n + 1,) * 3)[np.ix_(*li)]
+        """lin: [N] point keys (lrm.mesh.blocks.pack) -> values [N], NaN where nothing is stored"""
+        x, y, z = self._split(lin)
+        on, lat = self._lattice(x, y, z)
+        block, local = self._brick(x, y, z)
+        slot = self.slot[block]
+        has = (slot >= 0) & ~on
+        out = self.lattice[np.where(on, lat, 0)]
+        out[~on] = np.nan
+        out[has] = self.bricks[slot[has], local[has]]
         return out
 
     def set(self, lin: np.ndarray, values: np.ndarray) -> None:
-        """Store values [N] (not NaN) at flat grid indices lin [N]."""
-        x, yz = np.divmod(lin, self.r * self.r)
-        y, z = np.divmod(yz, self.r)
-        on, block, local = self._locate(x, y, z)
-        self.lattice[self._lattice_index(x[on], y[on], z[on])] = values[on]
-        off = ~on
-        need = np.unique(block[off])
+        """Store values [N] (not NaN) at point keys lin [N]."""
+        x, y, z = self._split(lin)
+        on, lat = self._lattice(x, y, z)
+        self.lattice[lat[on]] = values[on]
+        block, local = self._brick(x[~on], y[~on], z[~on])
+        need = np.unique(block)
         need = need[self.slot[need] < 0]
         if need.size:
-            self._grow(self.used + need.size)
+            if self.used + need.size > len(self.bricks):
+                grown = np.full((max(self.used + need.size, 2 * len(self.bricks), 64), self.c ** 3), np.nan, np.float32)
+                grown[: self.used] = self.bricks[: self.used]
+                self.bricks = grown
             self.slot[need] = np.arange(self.used, self.used + need.size)
             self.used += need.size
-        self.bricks[self.slot[block[off]], local[off]] = values[off]
+        self.bricks[self.slot[block], local] = values[~on]
 
-    def _grow(self, size: int) -> None:
-        if size <= len(self.bricks):
-            return
-        grown = np.full((max(size, 2 * len(self.bricks), 64), self.side ** 3), np.nan, np.float32)
-        grown[: self.used] = self.bricks[: self.used]
-        self.bricks = grown
+    def box(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Values of the closed box [lo, hi] (grid coordinates [3]) -> [X, Y, Z] float32, NaN
+        where nothing is stored. Whole bricks are gathered, not points one by one."""
+        c, k, n1 = self.c, self.k, self.n + 1
+        b0, b1 = lo >> k, hi >> k  # brick range per axis
+        nb = b1 - b0 + 1
+        ix = [np.arange(b0[i], b1[i] + 1) for i in range(3)]
+        slots = self.slot[((ix[0][:, None, None] * n1 + ix[1][None, :, None]) * n1 + ix[2][None, None, :])]
+        bricks = np.full((*nb, c, c, c), np.nan, np.float32)
+        have = slots >= 0
+        bricks[have] = self.bricks[slots[have]].reshape(-1, c, c, c)
+        full = bricks.transpose(0, 3, 1, 4, 2, 5).reshape(nb[0] * c, nb[1] * c, nb[2] * c)
+        off = lo - b0 * c
+        out = np.ascontiguousarray(full[off[0]:off[0] + hi[0] - lo[0] + 1, off[1]:off[1] + hi[1] - lo[1] + 1,
+                                        off[2]:off[2] + hi[2] - lo[2] + 1])
+        lat = []  # lattice coordinates inside the box, per axis
+        for a, b in zip(lo, hi):
+            pts = np.arange(-(-a // c) * c, b + 1, c)
+            if b == self.r - 1 and (len(pts) == 0 or pts[-1] != b):
+                pts = np.append(pts, b)
+            lat.append(pts)
+        li = [(p + c - 1) >> k for p in lat]
+        out[np.ix_(*[p - a for p, a in zip(lat, lo)])] = self.lattice.reshape((n1,) * 3)[np.ix_(*li)]
+        return out
 
     def nbytes(self) -> int:
-        return self.lattice.nbytes + self.slot.nbytes + self.bricks.nbytes
+        return self.lattice.nbytes + self.slot.nbytes + self.bricks[: self.used].nbytes
