@@ -59,6 +59,24 @@ def run(fn, color, res, radius, tau, method, cfg, chunk):
     return mesh, st, time.perf_counter() - t0
 
 
+def texture_row(mesh, color, faces: int) -> None:
+    from lrm.mesh.raster import rasterize_uv
+    from lrm.mesh.simplify import simplify_mesh
+    from lrm.mesh.texture import bake_texture, uv_atlas
+
+    t0 = time.perf_counter()
+    small = simplify_mesh(mesh, faces)
+    t1 = time.perf_counter()
+    vmap, f, uv = uv_atlas(small.vertices, small.faces, 1024, 4)
+    t2 = time.perf_counter()
+    rasterize_uv(uv, f, 1024)
+    t3 = time.perf_counter()
+    bake_texture(small, color, resolution=1024, max_faces=None)
+    t4 = time.perf_counter()
+    print(f"texture: {len(mesh.faces):,d} -> {len(small.faces):,d} faces: simplify {t1 - t0:.2f} s, xatlas {t2 - t1:.2f} s, "
+          f"rasterise 1024² {t3 - t2:.2f} s; whole bake_texture (xatlas again + colours + dilation) {t4 - t3:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fields", default="analytic,lrm", help="comma list of analytic, lrm (default: both)")
@@ -71,6 +89,8 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=SparseConfig.margin, help="sparse margin (default: %(default)s)")
     ap.add_argument("--fine-margin", type=float, default=SparseConfig.fine_margin,
                     help="sparse margin at the finest level (default: %(default)s)")
+    ap.add_argument("--texture", type=int, default=0, metavar="FACES",
+                    help="also bake a 1024² texture on the last sparse mesh simplified to FACES faces (default: 0, off)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import mcubes  # noqa: F401  (its first import pulls scipy: keep it out of the timings)
@@ -115,6 +135,9 @@ def main() -> None:
                 print(f"{'':9s} ratio  {res:4d} {d[1].points / s[1].points:10.1f}x {d[1].density_s / s[1].density_s:8.1f}x "
                       f"{d[1].marching_s / max(s[1].marching_s, 1e-9):7.1f}x {'':8s} {d[2] / s[2]:7.1f}x")
             print(f"{'':9s} sparse detail: {st.detail}")
+            last = (mesh, color)
+    if args.texture:
+        texture_row(*last, args.texture)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
