@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lrm.errors import EmptySurfaceError, LRMError
-from lrm.mesh.extract import ExtractStats, extract_mesh
+from lrm.mesh.extract import ExtractStats, extract_mesh, model_field
 from lrm.mesh.sparse import SparseConfig
 from lrm.mesh.types import canonical
 
@@ -209,14 +209,13 @@ def test_sparse_matches_dense_on_a_model_field(tiny_model):
     blob = torch.exp(-(u[:, None] ** 2 + u[None] ** 2) / 0.2)  # [32, 32]
     planes = torch.randn(1, 3, c, 32, 32) * 0.1 + blob * torch.randn(1, 3, c, 1, 1)
 
-    def density(xyz):
-        return tiny_model.query(planes, xyz[None])[0][0]
-
+    density, color = model_field(tiny_model, planes)
     with torch.no_grad():
         probe = density(torch.rand(4096, 3) * 2 - 1)
     tau = float(torch.quantile(probe, 0.9))
     dense = extract_mesh(density, 33, 1.0, tau, method="dense", chunk=8192)
-    sparse = extract_mesh(density, 33, 1.0, tau, method="sparse", chunk=8192)
+    sparse = extract_mesh(density, 33, 1.0, tau, color_fn=color, method="sparse", chunk=8192)
+    assert sparse.colors.min() >= 0 and sparse.colors.max() <= 1
     va, fa = canonical(dense)
     vb, fb = canonical(sparse)
     assert len(fa) > 100 and fa.shape == fb.shape
@@ -265,7 +264,7 @@ def test_closure_alone_recovers_the_dense_mesh_on_wiggly_fields(seed):
 def test_fine_margin_finds_an_isolated_rod_thinner_than_the_finest_lattice():
     """A soft rod 1.5 cells thick whose axis runs between the points of every lattice: no
     lattice point is inside it, only its halo shows (3.19 / (1 + rho² / 9h²), rho in cells).
-    The default fine margin (1.5) follows the halo down to the fine blocks; with margin 1 at
+    The default fine margin (1.25) follows the halo down to the fine blocks; with margin 1 at
     the finest level the rod is lost (the documented trade-off of that setting)."""
     x0, z0 = -1 + 21 * H, -1 + 61 * H
 

@@ -8,9 +8,9 @@ See docs/mesh.md for the output axes, formats, and the sparse extraction guarant
 """
 
 from lrm.mesh.export import export_mesh
-from lrm.mesh.extract import ExtractStats, extract_mesh
+from lrm.mesh.extract import ExtractStats, extract_mesh, model_field
 from lrm.mesh.sparse import SparseConfig
 from lrm.mesh.texture import bake_texture
 from lrm.mesh.types import Mesh
 
-__all__ = ["Mesh", "ExtractStats", "SparseConfig", "bake_texture", "export_mesh", "extract_mesh"]
+__all__ = ["Mesh", "ExtractStats", "SparseConfig", "bake_texture", "export_mesh", "extract_mesh", "model_field"]

@@ -107,10 +107,13 @@ def shared_points(blocks: np.ndarray, d: np.ndarray, b: int, r: int) -> tuple[np
     return lin, ok
 
 
-def corners(blocks: np.ndarray, s: int, r: int) -> np.ndarray:
-    """Keys of the 8 corners of blocks: [K, 3] at spacing s -> [K, 8]"""
-    c = [np.minimum(blocks[:, i:i + 1] * s + np.array([[0, s]]), r - 1) for i in range(3)]
-    return pack(c[0][:, :, None, None], c[1][:, None, :, None], c[2][:, None, None, :], r).reshape(-1, 8)
+def closed_lattice(blocks: np.ndarray, s: int, step: int, r: int) -> np.ndarray:
+    """Keys of the lattice points (spacing `step`) of the blocks' closed ranges, clipped at
+    R - 1 (so repeated where a block is cut by the grid's end). blocks: [K, 3] at spacing s
+    -> [K, L, L, L], L = s / step + 1"""
+    offs = np.arange(0, s + 1, step)
+    c = [np.minimum(blocks[:, i:i + 1] * s + offs[None], r - 1) for i in range(3)]
+    return pack(c[0][:, :, None, None], c[1][:, None, :, None], c[2][:, None, None, :], r)
 
 
 def containing_blocks(lin: np.ndarray, r: int, b: int, side: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -24,6 +24,21 @@ from lrm.mesh.sparse import SparseConfig, sparse_surface
 from lrm.mesh.types import Mesh
 
 
+def model_field(model, planes: torch.Tensor) -> tuple[Field, Field]:
+    """The (density_fn, color_fn) pair of one triplane for extract_mesh / bake_texture:
+    model: an LRM; planes: [1, 3, C, h, w] -> functions of xyz [N, 3] world (put on the planes'
+    device) returning activated density [N] and rgb [N, 3], as LRM.query computes them."""
+    assert planes.ndim == 5 and planes.shape[0] == 1, planes.shape
+
+    def density(xyz: torch.Tensor) -> torch.Tensor:
+        return model.query(planes, xyz.to(planes.device)[None])[0][0]
+
+    def color(xyz: torch.Tensor) -> torch.Tensor:
+        return model.query(planes, xyz.to(planes.device)[None])[1][0]
+
+    return density, color
+
+
 @dataclass
 class ExtractStats:
     """Filled in by `extract_mesh` when passed: what was done and how long it took."""

@@ -1,4 +1,4 @@
-"""Coarse-to-fine surface extraction that reproduces the dense grid's mesh.
+"""Coarse-to-fine surface extraction that reproduces the dense grid's mesh (docs/mesh.md).
 
 The R³ grid is split into fine blocks of `block` cells a side. Every fine block ends up either
 *evaluated* (all its grid points queried) or *settled* with a side label (all outside, or all
@@ -6,21 +6,21 @@ inside). Marching cubes then runs on the evaluated blocks only; the cells of a s
 would give no triangle, so the mesh equals the dense one whenever every label is true.
 
 1. Top-down: the lattice of spacing `coarse` is queried; a block whose corners are all
-   <= τ/margin is settled outside, all > τ·margin settled inside, otherwise (optionally dilated)
-   it is refined: its children at half the spacing get their corners queried, and so on down
-   to the fine blocks, which are queried whole.
+   <= τ/m is settled outside, all > τ·m settled inside, otherwise (optionally dilated) it is
+   refined: its children at half the spacing get their corners queried, and so on down to the
+   fine blocks, which are queried whole. m tapers from `margin` to `fine_margin`.
 2. Closure: every queried point is checked against the settled fine blocks that contain it; a
    block whose label disagrees with a queried point (e.g. a thin plate running out of the
    refined band) is queried whole, and its new points are checked in turn, until no
    disagreement is left.
 
 Guarantee: the mesh is identical to the dense grid's (same vertices, same faces) unless some
-connected piece of the inside set {density > τ} (or of the outside set, i.e. a cavity) contains
-no queried point at all. Anything connected (26-neighbourhood) to a queried point on its side is
-followed to its end whatever its thickness; a piece is seeded if it contains a lattice point or
-its density exceeds τ/margin at a corner of a block it passes through. The limit: an isolated
-sliver thinner than the coarse spacing, with no density above τ/margin at the surrounding
-corners, is missed (a hard-edged floater between lattice points).
+connected piece of the inside set {density > τ} (or of the outside set: a cavity) contains no
+queried point at all. Anything 26-connected to a queried point on its side is followed to its
+end whatever its thickness; every piece holding a lattice point is found, and an isolated one
+between lattice points when its density exceeds τ/m at the lattice corners around it, level
+by level. The limit: an isolated sliver thinner than the lattice spacing with no density near
+the threshold at the surrounding corners (a hard-edged floater) is missed.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lrm.mesh.blocks import (FACES, block_points, containing_blocks, corners, flat, n_blocks, pack, shared_points,
-                             unique_rows, unpack)
+from lrm.mesh.blocks import (FACES, block_points, closed_lattice, containing_blocks, flat, n_blocks, pack,
+                             shared_points, unique_rows, unpack)
 from lrm.mesh.grid import Field, grid_axis, index_to_world, query_density
 from lrm.mesh.marching import marching_cubes, merge_parts, snap_to_edges
 from lrm.mesh.store import PointStore
@@ -44,7 +44,7 @@ class SparseConfig:
     coarse: int = 8  # spacing of the first lattice, in cells (block times a power of two; halved
     # while it exceeds a quarter of the grid)
     margin: float = 4.0  # coarsest level: settle a block when its corners are all <= τ/m or all > τ·m
-    fine_margin: float = 1.5  # the same at the finest level (geometric taper in between)
+    fine_margin: float = 1.25  # the same at the finest level (geometric taper in between)
     dilate: int = 0  # at every level, also refine blocks within this many blocks of a refined one
     mc_chunk: int = 32  # marching cubes runs on chunks of this many cells a side (multiple of block)
 
@@ -115,10 +115,10 @@ def sparse_surface(
     n = n_blocks(r, s)
     cand = np.stack(np.unravel_index(np.arange(n ** 3), (n,) * 3), axis=-1)
     samples.ensure(block_points(cand, s, s, r, np.ones((n,) * 3, bool)))
+    vals = samples.get(closed_lattice(cand, s, s, r)).reshape(-1, 8)  # [K, 8] corner values
     while True:
         m = cfg.margin ** (1 - level / max(n_levels, 1)) * cfg.fine_margin ** (level / max(n_levels, 1))
         lo, hi = (tau / m, tau * m) if tau > 0 else (tau - m, tau + m)
-        vals = samples.get(corners(cand, s, r))  # [K, 8]
         outside, inside = (vals <= lo).all(axis=1), (vals > hi).all(axis=1)
         refine = cand[~(outside | inside)]
         if cfg.dilate and refine.size:
@@ -137,9 +137,12 @@ def sparse_surface(
             break
         # the next lattice inside the refined blocks = the corners of their children
         samples.ensure(block_points(refine, s, s // 2, r, _members(refine, n)))
+        grid = samples.get(closed_lattice(refine, s, s // 2, r))  # [K, 3, 3, 3]
         s, level, n = s // 2, level + 1, n_blocks(r, s // 2)
-        kids = (refine[:, None, :] * 2 + SHIFTS_ALL[None]).reshape(-1, 3)
-        cand = kids[(kids < n).all(axis=1)]
+        kids = np.concatenate([refine * 2 + shift for shift in SHIFTS_ALL])  # [8K, 3]
+        vals = np.concatenate([grid[:, i:i + 2, j:j + 2, k:k + 2].reshape(-1, 8) for i, j, k in SHIFTS_ALL])
+        ok = (kids < n).all(axis=1)
+        cand, vals = kids[ok], vals[ok]
     lattice = np.concatenate([lin for lin, _ in samples.queried])  # all on a lattice so far
     lattice_vals = np.concatenate([v for _, v in samples.queried])
 

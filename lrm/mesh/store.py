@@ -58,8 +58,9 @@ class PointStore:
         on, lat = self._lattice(x, y, z)
         self.lattice[lat[on]] = values[on]
         block, local = self._brick(x[~on], y[~on], z[~on])
-        need = np.unique(block)
-        need = need[self.slot[need] < 0]
+        mark = np.zeros(len(self.slot), bool)
+        mark[block] = True
+        need = np.flatnonzero(mark & (self.slot < 0))  # blocks that get their first brick
         if need.size:
             if self.used + need.size > len(self.bricks):
                 grown = np.full((max(self.used + need.size, 2 * len(self.bricks), 64), self.c ** 3), np.nan, np.float32)
