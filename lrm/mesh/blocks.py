@@ -42,50 +42,58 @@ def unpack(key: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return key >> (2 * s), (key >> s) & m, key & m
 
 
-def _owned_axis(a: np.ndarray, s: int, step: int, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lattice coordinates owned by blocks a: [K] -> coords [K, s/step + 1], valid [K, s/step + 1]"""
-    offs = np.arange(0, s, step)
-    c = a[:, None] * s + offs[None]
+def _owned_axis(a: np.ndarray, s: int, step: int, r: int, end: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice coordinates owned by blocks a: [K] -> coords [K, L], valid [K, L], L = s/step
+    (+ 1 with `end`: a slot for R - 1, owned by the last block)"""
+    c = a[:, None] * s + np.arange(0, s, step)[None]
     valid = c < r - 1
-    last = a == n_blocks(r, s) - 1
-    c = np.concatenate([c, np.full((len(a), 1), r - 1)], axis=1)
-    valid = np.concatenate([valid, last[:, None]], axis=1)
+    if end:
+        c = np.concatenate([c, np.full((len(a), 1), r - 1)], axis=1)
+        valid = np.concatenate([valid, (a == n_blocks(r, s) - 1)[:, None]], axis=1)
     return c, valid
 
 
-def _combine(axes: list[tuple[np.ndarray, np.ndarray]], r: int) -> np.ndarray:
-    """Per-axis (coords [K, Lx], valid [K, Lx]) -> keys of the valid products [M]"""
-    (x, vx), (y, vy), (z, vz) = axes
-    lin = pack(x[:, :, None, None], y[:, None, :, None], z[:, None, None, :], r)
-    ok = vx[:, :, None, None] & vy[:, None, :, None] & vz[:, None, None, :]
-    return lin[ok]
-
-
 def block_points(blocks: np.ndarray, s: int, step: int, r: int, member: np.ndarray) -> np.ndarray:
-    """Keys of the lattice points (spacing `step`) in the closed ranges of `blocks`,
-    each once. blocks: [K, 3] at spacing s; member: [n, n, n] bool, True for blocks of this
-    set (their owned points are listed through them) -> [M] int64, unique"""
-    if len(blocks) == 0:
-        return np.zeros(0, np.int64)
+    """Keys of the lattice points (spacing `step`) in the closed ranges of `blocks`, each once.
+
+    blocks: [K, 3] at spacing s; member: [n, n, n] bool, True for the blocks of this set (and
+    any whose points are known already) -> [M] int64. A point is listed through its owner:
+    the blocks of the set list what they own; a block outside the set lists the part of what
+    it owns that lies on the closed range of a member below it (its low faces)."""
     n = n_blocks(r, s)
-    owned = [_owned_axis(blocks[:, i], s, step, r) for i in range(3)]
-    parts = [_combine(owned, r)]
-    extras = []
-    for sh in SHIFTS:  # high faces owned by neighbours outside the set
+    outside = np.zeros((n,) * 3, bool)  # owners outside the set of high-face points
+    for sh in SHIFTS:
         nb = blocks + sh
-        sel = (nb < n).all(axis=1)
-        sel[sel] = ~member[nb[sel, 0], nb[sel, 1], nb[sel, 2]]
-        a = blocks[sel]
-        axes = []
-        for i in range(3):
-            if sh[i]:
-                axes.append(((a[:, i:i + 1] + 1) * s, np.ones((len(a), 1), bool)))
-            else:
-                c, v = owned[i]
-                axes.append((c[sel], v[sel]))
-        extras.append(_combine(axes, r))
-    parts.append(np.unique(np.concatenate(extras)))
-    return np.concatenate(parts)
+        nb = nb[(nb < n).all(axis=1)]
+        outside[nb[:, 0], nb[:, 1], nb[:, 2]] = True
+    owners = np.argwhere(outside & ~member)
+    below = np.zeros((len(owners), len(SHIFTS)), bool)  # which members lie below each owner
+    for j, sh in enumerate(SHIFTS):
+        a = owners - sh
+        ok = (a >= 0).all(axis=1)
+        below[ok, j] = member[a[ok, 0], a[ok, 1], a[ok, 2]]
+    parts = []
+    for group, keep in ((blocks, None), (owners, below)):
+        at_end = (group == n - 1).any(axis=1)  # only these can own the point R - 1
+        for sel, end in ((~at_end, False), (at_end, True)):
+            g = group[sel]
+            if len(g) == 0:
+                continue
+            axes = [_owned_axis(g[:, i], s, step, r, end) for i in range(3)]
+            (x, vx), (y, vy), (z, vz) = axes
+            ok = vx[:, :, None, None] & vy[:, None, :, None] & vz[:, None, None, :]
+            if keep is not None:  # owned points on a low face shared with a member below
+                low = [np.arange(v.shape[1]) == 0 for v in (vx, vy, vz)]
+                face = np.zeros(ok.shape, bool)
+                for j, sh in enumerate(SHIFTS):
+                    m = np.ones(ok.shape[1:], bool)
+                    for i in range(3):
+                        if sh[i]:
+                            m &= low[i].reshape([-1 if d == i else 1 for d in range(3)])
+                    face |= keep[sel][:, j, None, None, None] & m[None]
+                ok &= face
+            parts.append(pack(x[:, :, None, None], y[:, None, :, None], z[:, None, None, :], r)[ok])
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def shared_points(blocks: np.ndarray, d: np.ndarray, b: int, r: int) -> tuple[np.ndarray, np.ndarray]:

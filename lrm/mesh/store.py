@@ -24,15 +24,18 @@ class PointStore:
         self.slot = np.full((self.n + 1) ** 3, -1, np.int64)  # brick of each block (-1: none)
         self.bricks = np.zeros((0, coarse ** 3), np.float32)  # [used, c³]
         self.used = 0
+        i = np.arange(r)
+        self.on_axis = ((i % coarse) == 0) | (i == r - 1)  # [R] lattice coordinate?
+        self.lat_axis = -(-i // coarse)  # [R] lattice index of a lattice coordinate
 
     def _split(self, key: np.ndarray):
         return unpack(key, self.r)
 
     def _lattice(self, x, y, z):
-        """-> (on the lattice [N] bool, lattice index [N], valid where on)"""
-        m, k, n1, r = self.c - 1, self.k, self.n + 1, self.r
-        on = (((x & m) == 0) | (x == r - 1)) & (((y & m) == 0) | (y == r - 1)) & (((z & m) == 0) | (z == r - 1))
-        return on, (((x + m) >> k) * n1 + ((y + m) >> k)) * n1 + ((z + m) >> k)
+        """-> (on the lattice [N] bool, lattice index [M] of the points on it)"""
+        on = self.on_axis[x] & self.on_axis[y] & self.on_axis[z]
+        n1, la = self.n + 1, self.lat_axis
+        return on, (la[x[on]] * n1 + la[y[on]]) * n1 + la[z[on]]
 
     def _brick(self, x, y, z):
         """-> (brick block index [N], index inside the brick [N])"""
@@ -46,17 +49,17 @@ class PointStore:
         on, lat = self._lattice(x, y, z)
         block, local = self._brick(x, y, z)
         slot = self.slot[block]
-        has = (slot >= 0) & ~on
-        out = self.lattice[np.where(on, lat, 0)]
-        out[~on] = np.nan
+        has = slot >= 0
+        out = np.full(len(lin), np.nan, np.float32)
         out[has] = self.bricks[slot[has], local[has]]
+        out[on] = self.lattice[lat]
         return out
 
     def set(self, lin: np.ndarray, values: np.ndarray) -> None:
         """Store values [N] (not NaN) at point keys lin [N]."""
         x, y, z = self._split(lin)
         on, lat = self._lattice(x, y, z)
-        self.lattice[lat[on]] = values[on]
+        self.lattice[lat] = values[on]
         block, local = self._brick(x[~on], y[~on], z[~on])
         mark = np.zeros(len(self.slot), bool)
         mark[block] = True
