@@ -1,5 +1,8 @@
 """Mesh export: formats reload with the same data, the output frame, atomic writes."""
 
+import json
+import struct
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +32,16 @@ def test_reload_keeps_vertices_faces_and_colours(ball, tmp_path, suffix):
     np.testing.assert_allclose(out.vertices, ball.vertices, atol=1e-6)
     np.testing.assert_array_equal(out.faces, ball.faces)
     np.testing.assert_array_equal(out.visual.vertex_colors[:, :3], vertex_colors_u8(ball.colors))
+
+
+def test_glb_carries_outward_smooth_normals(ball, tmp_path):
+    path = export_mesh(ball, tmp_path / "n.glb")
+    data = path.read_bytes()
+    header = json.loads(data[20:20 + struct.unpack("<I", data[12:16])[0]])
+    assert "NORMAL" in header["meshes"][0]["primitives"][0]["attributes"]
+    out = reload(path)
+    radial = out.vertices / np.linalg.norm(out.vertices, axis=1, keepdims=True)
+    assert (np.einsum("ni,ni->n", np.asarray(out.vertex_normals), radial) > 0.95).all()
 
 
 def test_output_frame_faces_the_viewer(tmp_path):

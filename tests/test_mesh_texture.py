@@ -83,6 +83,13 @@ def test_baked_glb_reloads_with_a_texture_matching_the_field(baked, tmp_path):
     assert err.mean() < 0.01 and err.max() < 0.06
 
 
+def test_seam_vertices_share_their_normal(baked):
+    normals = baked.vertex_normals()
+    _, first, group = np.unique(baked.vertices, axis=0, return_index=True, return_inverse=True)
+    assert len(first) < len(baked.vertices)  # the atlas split vertices along seams
+    np.testing.assert_array_equal(normals, normals[first][group.ravel()])
+
+
 def test_constant_field_gives_a_constant_texture(ball):
     rgb = torch.tensor([0.2, 0.6, 0.4])
     mesh = bake_texture(ball, lambda p: rgb.expand(len(p), 3), resolution=128, max_faces=None)

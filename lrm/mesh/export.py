@@ -7,6 +7,7 @@ the input photo's camera on +Z, so a glTF viewer shows the object the way the ph
 With frame=None the vertices stay in the model frame (Z up), as upstream OpenLRM/TripoSR CLIs
 write them.
 
+GLB and OBJ carry smooth vertex normals (area-weighted, equal across texture seams).
 Colours: vertex colours go out as uint8 (clipped, rounded). A textured mesh is written with a
 PBR material whose baseColorTexture is the PNG (GLB: embedded; OBJ: `map_Kd <stem>.png` in
 `<stem>.mtl`); its vertex colours are left out there, since glTF multiplies the texture by them.
@@ -44,17 +45,18 @@ def export_mesh(mesh: Mesh, path: str | Path, frame=None) -> Path:
         _write_atomic(path, tm.export(file_type="ply"))
     elif suffix == ".glb":
         tm = _trimesh(vertices, mesh.faces, mesh.colors, mesh, name=path.stem)
-        _write_atomic(path, tm.export(file_type="glb"))
+        _write_atomic(path, tm.export(file_type="glb", include_normals=True))
     else:
         from trimesh.exchange.obj import export_obj
 
         tm = _trimesh(vertices, mesh.faces, mesh.colors, mesh, name=path.stem)
         if mesh.textured:
-            text, files = export_obj(tm, include_texture=True, return_texture=True, mtl_name=f"{path.stem}.mtl")
+            text, files = export_obj(tm, include_normals=True, include_texture=True, return_texture=True,
+                                     mtl_name=f"{path.stem}.mtl")
             for name, data in files.items():  # the texture and material first, the OBJ last
                 _write_atomic(path.with_name(name), data)
         else:
-            text = export_obj(tm, include_texture=False, include_color=mesh.colors is not None)
+            text = export_obj(tm, include_normals=True, include_texture=False, include_color=mesh.colors is not None)
         _write_atomic(path, text.encode())
     return path
 
@@ -86,6 +88,8 @@ def sample_texture(mesh: Mesh, uv: np.ndarray) -> np.ndarray:
 def _trimesh(vertices, faces, colors, mesh: Mesh | None = None, name: str = "mesh"):
     import trimesh
 
+    normals = None if mesh is None else Mesh(vertices, faces).vertex_normals()  # smooth shading
+
     if mesh is not None and mesh.textured:
         from PIL import Image
 
@@ -94,9 +98,9 @@ def _trimesh(vertices, faces, colors, mesh: Mesh | None = None, name: str = "mes
             metallicFactor=0.0, roughnessFactor=1.0,
         )
         visual = trimesh.visual.TextureVisuals(uv=mesh.uv, material=material)
-        return trimesh.Trimesh(vertices, faces, visual=visual, process=False)
+        return trimesh.Trimesh(vertices, faces, visual=visual, vertex_normals=normals, process=False)
     vc = None if colors is None else vertex_colors_u8(colors)
-    return trimesh.Trimesh(vertices, faces, vertex_colors=vc, process=False)
+    return trimesh.Trimesh(vertices, faces, vertex_colors=vc, vertex_normals=normals, process=False)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -52,6 +52,19 @@ class Mesh:
         n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
         return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
 
+    def vertex_normals(self) -> np.ndarray:
+        """Area-weighted unit vertex normals [N, 3], shared by vertices at the same position (so
+        the seams where texture baking duplicates vertices do not show in the shading)."""
+        v = self.vertices.astype(np.float64)
+        f = self.faces
+        fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # [F, 3], length = 2·area
+        keys = np.ascontiguousarray(self.vertices).view(np.dtype((np.void, 12))).ravel()
+        _, group = np.unique(keys, return_inverse=True)  # one id per distinct position
+        idx, w = group.ravel()[f].ravel(), np.repeat(fn, 3, axis=0)
+        acc = np.stack([np.bincount(idx, w[:, i], minlength=group.max() + 1) for i in range(3)], axis=-1)
+        n = acc[group.ravel()]
+        return (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)).astype(np.float32)
+
     def area(self) -> float:
         v = self.vertices.astype(np.float64)[self.faces]
         return float(0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1).sum())
