@@ -28,6 +28,7 @@ from PIL import Image
 
 from lrm.cameras import normalize_poses
 from lrm.data.format import ObjectViews
+from lrm.data.mesh import quaternion_pose
 from lrm.errors import LRMError
 
 # COLMAP camera models: id -> (name, number of parameters); fx, fy, cx, cy come first.
@@ -51,16 +52,6 @@ def _pinhole(model: str, params: list[float]) -> tuple[float, float, float, floa
     return params[0], params[1], params[2], params[3]
 
 
-def _w2c(q: list[float], t: list[float]) -> np.ndarray:
-    w, x, y, z = np.asarray(q, float) / np.linalg.norm(q)
-    m = np.eye(4)
-    m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
-    m[:3, 3] = t
-    return m
-
-
 def read_colmap(model_dir: str | Path) -> list[Frame]:
     """Frames of a COLMAP model (text or binary), sorted by image name."""
     d = Path(model_dir)
@@ -73,7 +64,7 @@ def read_colmap(model_dir: str | Path) -> list[Frame]:
     frames = []
     for name, q, t, cam_id in imgs:
         model, width, height, params = cams[cam_id]
-        frames.append(Frame(name, _w2c(q, t), (width, height), _pinhole(model, params)))
+        frames.append(Frame(name, quaternion_pose(t, *q), (width, height), _pinhole(model, params)))
     return sorted(frames, key=lambda f: f.name)
 
 

@@ -79,6 +79,18 @@ def normalize(mesh: Mesh, fit: str = "sphere") -> tuple[Mesh, np.ndarray, float]
     return mesh.transformed(np.eye(3), -centre * scale, scale), centre, scale
 
 
+def quaternion_pose(t, w: float, x: float, y: float, z: float) -> np.ndarray:
+    """Rigid transform from a translation [3] and a quaternion (normalised here) -> [4, 4]."""
+    n = max(float(np.linalg.norm([w, x, y, z])), 1e-12)
+    w, x, y, z = w / n, x / n, y / n, z / n
+    m = np.eye(4)
+    m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    m[:3, 3] = t
+    return m
+
+
 def to_ply(mesh: Mesh) -> bytes:
     """Binary PLY of the geometry (all parts merged; no colours)."""
     import trimesh

@@ -30,7 +30,7 @@ from functools import lru_cache, partial
 import numpy as np
 from PIL import Image
 
-from lrm.data.mesh import Y_UP, Mesh, Part, rgba_image
+from lrm.data.mesh import Y_UP, Mesh, Part, quaternion_pose, rgba_image
 from lrm.data.sources.base import Asset, SkipAsset, make_id
 
 LICENSE = "CC-BY-SA-3.0"
@@ -92,20 +92,9 @@ def read_pmd(data: bytes) -> PMD:
         name = data[off + 4: off + 4 + length].decode("ascii", "replace")
         *tq, bone = struct.unpack_from("<7fB", data, off + 4 + length)
         off += 4 + length + 29
-        local = _pose(np.array(tq[:3]), np.array(tq[3:]))
-        props[name] = local if bone == 255 or bone >= n_bones else _pose(bones[bone, :3], bones[bone, 3:]) @ local
+        local = quaternion_pose(tq[:3], tq[6], *tq[3:6])
+        props[name] = local if bone == 255 or bone >= n_bones else quaternion_pose(bones[bone, :3], bones[bone, 6], *bones[bone, 3:6]) @ local
     return PMD(verts["pos"].astype(np.float32), verts["uv"][:, 0].astype(np.float32), faces, props)
-
-
-def _pose(t: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Translation [3] and unit quaternion (x, y, z, w) [4] -> [4, 4]."""
-    x, y, z, w = q / max(np.linalg.norm(q), 1e-12)
-    m = np.eye(4)
-    m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
-    m[:3, 3] = t
-    return m
 
 
 def read_actor(zf: zipfile.ZipFile, path: str) -> Actor:
