@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import torch
+from torch import nn
 
 from lrm.configs import from_dict
 from lrm.errors import CheckpointError, LRMError
@@ -48,12 +51,24 @@ def _names(keys: list[str], limit: int = 6) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+@contextlib.contextmanager
+def _skip_init() -> Iterator[None]:
+    """Skip the default random initialisation of standard layers (weights are loaded next)."""
+    layers = (nn.Linear, nn.modules.conv._ConvNd, nn.LayerNorm, nn.GroupNorm)
+    saved = [(cls, cls.reset_parameters) for cls in layers]
+    try:
+        for cls in layers:
+            cls.reset_parameters = lambda self: None
+        yield
+    finally:
+        for cls, fn in saved:
+            cls.reset_parameters = fn
+
+
 def build_empty(cfg: LRMConfig) -> LRM:
-    """Construct a model without initialising parameters (meta device); fill with strict_load."""
-    with torch.device("meta"):
-        model = LRM(cfg)
-    model.encoder.reset_buffers()
-    return model
+    """Construct a model with uninitialised parameters; fill it with `strict_load`."""
+    with _skip_init():
+        return LRM(cfg)
 
 
 def load_folder(folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LRM:

@@ -27,22 +27,31 @@ def interval_weights(
     sigma_raw: torch.Tensor,
     rgb: torch.Tensor,
     activation: Callable[[torch.Tensor], torch.Tensor],
+    inside: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Midpoint quadrature over the S-1 intervals between sorted samples.
 
-    t: [..., S]; sigma_raw: [..., S] raw density; rgb: [..., S, 3]
+    t: [..., S]; sigma_raw: [..., S] raw density; rgb: [..., S, 3]; inside: [..., S] bool or None
     -> weights [..., S-1], interval colours [..., S-1, 3], interval depths [..., S-1]
+    An interval touching a sample that is not `inside` has zero density (OpenLRM gives such
+    samples a raw density of -FLT_MAX/8, which the activation maps to exactly 0).
     """
     delta = t[..., 1:] - t[..., :-1]
     sigma = activation(0.5 * (sigma_raw[..., 1:] + sigma_raw[..., :-1]))
+    if inside is not None:
+        sigma = sigma * (inside[..., 1:] & inside[..., :-1])
     alpha = 1 - torch.exp(-sigma * delta)
     colors = 0.5 * (rgb[..., 1:, :] + rgb[..., :-1, :])
     depths = 0.5 * (t[..., 1:] + t[..., :-1])
     return transmittance_weights(alpha), colors, depths
 
 
-def point_weights(sigma: torch.Tensor) -> torch.Tensor:
-    """Per-sample quadrature with δ = 1/S. sigma: [..., S] activated density -> weights [..., S]"""
+def point_weights(sigma: torch.Tensor, inside: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample quadrature with δ = 1/S.
+
+    sigma: [..., S] activated density; inside: [..., S] bool or None -> weights [..., S]"""
+    if inside is not None:
+        sigma = sigma * inside
     alpha = 1 - torch.exp(-sigma / sigma.shape[-1])
     return transmittance_weights(alpha)
 

@@ -17,7 +17,6 @@ from lrm.render.rays import ray_box, ray_sphere
 from lrm.render.sampling import Spacing, importance, stratified
 
 Query = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-OUTSIDE_DENSITY = -torch.finfo(torch.float32).max / 8  # OpenLRM's raw density outside the box
 
 
 @dataclass
@@ -31,20 +30,15 @@ class RenderConfig:
     spacing: Spacing = "endpoints"  # stratified layout, see lrm.render.sampling.stratified
     importance: int = 48  # importance samples per ray (0: none)
     quadrature: Literal["interval", "point"] = "interval"  # see lrm.render.march
-    mask_outside: bool = True  # samples outside the box get zero density and colour
+    mask_outside: bool = True  # intervals touching a sample outside the box get zero density
     chunk: int = 4096  # rays per chunk
 
 
-def _query_masked(query: Query, pts: torch.Tensor, cfg: RenderConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _query(query: Query, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """pts: [B, R, S, 3] -> raw density [B, R, S], rgb [B, R, S, 3]"""
     b, r, s, _ = pts.shape
     sigma, rgb = query(pts.reshape(b, r * s, 3))
-    sigma, rgb = sigma.reshape(b, r, s).float(), rgb.reshape(b, r, s, 3).float()
-    if cfg.mask_outside:
-        inside = (pts.abs() <= cfg.radius).all(dim=-1)
-        sigma = torch.where(inside, sigma, torch.full_like(sigma, OUTSIDE_DENSITY))
-        rgb = rgb * inside[..., None]
-    return sigma, rgb
+    return sigma.reshape(b, r, s).float(), rgb.reshape(b, r, s, 3).float()
 
 
 def _render_chunk(
@@ -65,25 +59,29 @@ def _render_chunk(
     near = torch.where(valid, near, torch.zeros_like(near))
     far = torch.where(valid, far, torch.ones_like(far))
 
+    def points(t: torch.Tensor) -> torch.Tensor:  # [B, R, S] -> [B, R, S, 3]
+        return origins[..., None, :] + t[..., None] * dirs[..., None, :]
+
+    def inside(t: torch.Tensor) -> torch.Tensor | None:  # [B, R, S] -> [B, R, S] bool
+        return (points(t).abs() <= cfg.radius).all(dim=-1) if cfg.mask_outside else None
+
     t = stratified(near, far, cfg.samples, cfg.spacing, generator)  # [B, R, S]
-    pts = origins[..., None, :] + t[..., None] * dirs[..., None, :]
-    sigma, rgb = _query_masked(query, pts, cfg)
+    sigma, rgb = _query(query, points(t))
 
     if cfg.quadrature == "point":
         assert cfg.importance == 0, "importance sampling needs interval quadrature"
-        weights = point_weights(activation(sigma))
+        weights = point_weights(activation(sigma), inside(t))
         colors, depths = rgb, t
     else:
         if cfg.importance > 0:
             with torch.no_grad():
-                w, _, _ = interval_weights(t, sigma, rgb, activation)
+                w, _, _ = interval_weights(t, sigma, rgb, activation, inside(t))
                 t_fine = importance(t.detach(), w, cfg.importance, generator)
-            pts_f = origins[..., None, :] + t_fine[..., None] * dirs[..., None, :]
-            sigma_f, rgb_f = _query_masked(query, pts_f, cfg)
+            sigma_f, rgb_f = _query(query, points(t_fine))
             t, order = torch.sort(torch.cat([t, t_fine], -1), dim=-1)
             sigma = torch.cat([sigma, sigma_f], -1).gather(-1, order)
             rgb = torch.cat([rgb, rgb_f], -2).gather(-2, order[..., None].expand(*order.shape, 3))
-        weights, colors, depths = interval_weights(t, sigma, rgb, activation)
+        weights, colors, depths = interval_weights(t, sigma, rgb, activation, inside(t))
 
     weights = weights * valid[..., None]
     out_rgb, depth, opacity = composite(weights, colors, depths, background)

@@ -1,0 +1,212 @@
+"""`lrm reconstruct IMAGE... -o OUT_DIR`: images (or folders of images) -> meshes, views, videos.
+
+Per image, OUT_DIR/<name>/ holds input.png (what the model saw), mesh.<format>, optionally
+views/view_NNN.png and turntable.mp4. A rerun skips images whose mesh already exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from lrm.errors import LRMError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".tga"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reconstruct", help="reconstruct 3D meshes from images",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder (created)")
+    p.add_argument("--model", default="default",
+                   help="bundled 'default', an alias (openlrm-mix-base, triposr, ...), a hub id or a "
+                        "local folder (default: default)")
+    p.add_argument("--format", choices=["glb", "obj", "ply"], default="glb", help="mesh format (default: glb)")
+    p.add_argument("--no-mesh", action="store_true", help="skip mesh extraction (default: extract)")
+    p.add_argument("--mesh-resolution", type=int, default=None, metavar="N",
+                   help="marching-cubes grid side (default: the model's, 384 OpenLRM / 256 TripoSR)")
+    p.add_argument("--mesh-threshold", type=float, default=None, metavar="T",
+                   help="density iso-level (default: the model's, 3.0 OpenLRM / 25 TripoSR)")
+    p.add_argument("--texture", action="store_true", help="bake a UV texture instead of vertex colours (default: off)")
+    p.add_argument("--texture-resolution", type=int, default=1024, metavar="N",
+                   help="texture side in pixels (default: 1024)")
+    p.add_argument("--views", type=int, default=0, metavar="N",
+                   help="write N novel-view PNGs around the object (default: 0)")
+    p.add_argument("--video", action="store_true", help="write a turntable MP4 (GIF without ffmpeg) (default: off)")
+    p.add_argument("--video-frames", type=int, default=60, metavar="N", help="turntable frames (default: 60)")
+    p.add_argument("--render-size", type=int, default=None, metavar="PX",
+                   help="side of rendered views (default: the model's)")
+    p.add_argument("--source-size", type=int, default=None, metavar="PX",
+                   help="input side fed to the encoder (default: the model's)")
+    p.add_argument("--source-distance", type=float, default=None, metavar="D",
+                   help="source camera distance for camera-conditioned models (default: the model's, 2.0)")
+    p.add_argument("--background", type=float, default=None, metavar="GREY",
+                   help="grey level behind the input object (default: the model's, 1.0 OpenLRM / 0.5 TripoSR)")
+    p.add_argument("--foreground-ratio", type=float, default=None, metavar="R",
+                   help="object size / image size after recentring (default: the model's)")
+    p.add_argument("--no-remove-bg", action="store_true",
+                   help="do not remove the background of images without alpha (default: remove with rembg)")
+    p.add_argument("--no-recenter", action="store_true", help="use the image framing as is (default: recentre)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "auto"], default="auto",
+                   help="fp32 is exact; bf16 is faster on GPUs and CPUs with native bf16; auto picks "
+                        "bf16 only where it is faster (default: auto)")
+    p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist (default: skip)")
+    p.set_defaults(run=run)
+
+
+def collect_images(items: list[str]) -> list[Path]:
+    """Expand folders (sorted, non-recursive) and check files exist."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise LRMError(f"{path}: folder contains no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            out.extend(found)
+        elif not path.exists():
+            raise LRMError(f"{path}: no such file")
+        else:
+            out.append(path)
+    for path in out:
+        check_image(path)
+    return out
+
+
+def check_image(path: Path) -> None:
+    """Cheap validity check (header + checksums) before any model is loaded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.verify()
+            if img.size[0] == 0 or img.size[1] == 0:
+                raise LRMError(f"{path}: image has zero size")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise LRMError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+
+
+def output_names(images: list[Path]) -> list[str]:
+    """Stable, unique folder names: the file stem, suffixed -2, -3... on repeats."""
+    seen: dict[str, int] = {}
+    names = []
+    for img in images:
+        n = seen.get(img.stem, 0) + 1
+        seen[img.stem] = n
+        names.append(img.stem if n == 1 else f"{img.stem}-{n}")
+    return names
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".lrm-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise LRMError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
+
+
+def _validate(args: argparse.Namespace) -> None:
+    checks = [
+        (args.mesh_resolution is None or 8 <= args.mesh_resolution <= 2048, "--mesh-resolution must be in [8, 2048]"),
+        (args.views >= 0, "--views must be >= 0"),
+        (args.video_frames >= 1, "--video-frames must be >= 1"),
+        (args.texture_resolution >= 64, "--texture-resolution must be >= 64"),
+        (args.foreground_ratio is None or 0 < args.foreground_ratio <= 1, "--foreground-ratio must be in (0, 1]"),
+        (args.background is None or 0 <= args.background <= 1, "--background must be in [0, 1]"),
+        (args.render_size is None or 8 <= args.render_size <= 4096, "--render-size must be in [8, 4096]"),
+        (args.source_distance is None or args.source_distance > 0, "--source-distance must be > 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise LRMError(msg)
+
+
+def _apply_overrides(rec, args: argparse.Namespace) -> None:
+    inf = rec.inference
+    for flag, attr in [("source_size", "source_size"), ("render_size", "render_size"),
+                       ("source_distance", "source_distance"), ("background", "condition_background"),
+                       ("foreground_ratio", "foreground_ratio"), ("mesh_resolution", "mesh_resolution"),
+                       ("mesh_threshold", "mesh_threshold")]:
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(inf, attr, value)
+    patch = rec.model.cfg.encoder.patch_size
+    if inf.source_size % patch:
+        raise LRMError(f"--source-size must be a multiple of the encoder patch size {patch}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    _validate(args)
+    images = collect_images(args.images)
+    out_dir = Path(args.output)
+    check_writable(out_dir)
+    names = output_names(images)
+    todo = [(img, name) for img, name in zip(images, names)
+            if args.overwrite or args.no_mesh or not (out_dir / name / f"mesh.{args.format}").exists()]
+    if len(todo) < len(images):
+        print(f"skipping {len(images) - len(todo)} image(s) with existing outputs (--overwrite to redo)",
+              file=sys.stderr)
+    if not todo:
+        return 0
+
+    from lrm.pipeline import Reconstructor
+
+    t0 = time.perf_counter()
+    rec = Reconstructor(args.model, device=args.device, dtype=args.dtype)
+    _apply_overrides(rec, args)
+    precision = str(rec.compute_dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float32", "fp32")
+    print(f"loaded {rec.model.cfg.name} in {time.perf_counter() - t0:.1f}s on {rec.device} ({precision})",
+          file=sys.stderr)
+
+    failures = 0
+    bar = tqdm(todo, desc="reconstruct", unit="img", disable=len(todo) < 2, file=sys.stderr)
+    for img, name in bar:
+        try:
+            timings = reconstruct_one(rec, img, out_dir / name, args)
+        except LRMError as exc:
+            failures += 1
+            tqdm.write(f"lrm: error: {img}: {exc}" if str(img) not in str(exc) else f"lrm: error: {exc}",
+                       file=sys.stderr)
+            continue
+        line = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+        tqdm.write(f"{name}: {line} | total {sum(timings.values()):.2f}s -> {out_dir / name}", file=sys.stderr)
+    return 2 if failures else 0
+
+
+def reconstruct_one(rec, image: Path, folder: Path, args: argparse.Namespace) -> dict[str, float]:
+    from lrm.video import save_png, write_video
+
+    result = rec.reconstruct(
+        image, remove_bg=not args.no_remove_bg, recenter=not args.no_recenter, mesh=not args.no_mesh,
+        texture=args.texture, texture_resolution=args.texture_resolution,
+    )
+    timings = dict(result.timings)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_png(result.image, folder / "input.png")
+    if result.mesh is not None:
+        t = time.perf_counter()
+        result.save_mesh(folder / f"mesh.{args.format}")
+        timings["export"] = time.perf_counter() - t
+    if args.views:
+        t = time.perf_counter()
+        c2w, intr = rec.orbit(args.views)
+        rgb = rec.render_views(result.planes, c2w, intr)["rgb"]
+        (folder / "views").mkdir(exist_ok=True)
+        for i, view in enumerate(rgb):
+            save_png(view, folder / "views" / f"view_{i:03d}.png")
+        timings["views"] = time.perf_counter() - t
+    if args.video:
+        t = time.perf_counter()
+        c2w, intr = rec.orbit(args.video_frames)
+        rgb = rec.render_views(result.planes, c2w, intr)["rgb"]
+        write_video(rgb, folder / "turntable.mp4", fps=30)
+        timings["video"] = time.perf_counter() - t
+    return timings

@@ -1,0 +1,174 @@
+"""Image -> triplane -> mesh / views: the library API behind `lrm reconstruct`, the demo and
+`lrm evaluate`.
+
+    import lrm
+    rec = lrm.Reconstructor("default")                # or "openlrm-mix-base", "triposr", a folder
+    rec.reconstruct("photo.png").save_mesh("out.glb")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import torch
+
+from lrm import cameras
+from lrm.device import Precision, autocast, resolve_device, resolve_precision
+from lrm.hub import load_model
+from lrm.model.lrm import LRM, InferenceConfig
+from lrm.preprocess import ImageInput, prepare
+
+if TYPE_CHECKING:
+    from lrm.mesh.types import Mesh
+
+
+@dataclass
+class Reconstruction:
+    planes: torch.Tensor  # [1, 3, C, h, w] float32
+    image: np.ndarray  # [S, S, 3] the model input, float in [0, 1]
+    mesh: "Mesh | None"  # in the model's world frame (Z up); None when not extracted
+    frame: np.ndarray  # [3, 3] world -> viewer frame (glTF: Y up, photo camera on +Z)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+    def save_mesh(self, path: str | Path) -> Path:
+        """Write the mesh (.glb/.obj/.ply by suffix) in the viewer frame."""
+        from lrm.mesh.export import export_mesh
+
+        if self.mesh is None:
+            raise ValueError("no mesh was extracted (reconstruct(..., mesh=True))")
+        return export_mesh(self.mesh, path, frame=self.frame)
+
+
+class Reconstructor:
+    """Holds a loaded model and runs the reconstruction stages on it.
+
+    model: an LRM, or a name for `lrm.hub.load_model` ("default", a preset alias, hub id, folder).
+    device: "auto" | "cpu" | "cuda[:N]"; dtype: "fp32" (exact) | "bf16" | "auto".
+    `self.inference` holds the per-family defaults (a copy of the model's); override its fields.
+    """
+
+    def __init__(self, model: LRM | str = "default", device: str = "auto", dtype: Precision = "fp32") -> None:
+        self.device = resolve_device(device)
+        if isinstance(model, LRM):
+            self.model = model.to(self.device).eval()
+        else:
+            self.model = load_model(model, device=self.device)
+        self.compute_dtype = resolve_precision(dtype, self.device)
+        self.inference: InferenceConfig = dataclasses.replace(self.model.cfg.inference)
+
+    @contextmanager
+    def _amp(self) -> Iterator[None]:
+        with torch.inference_mode(), autocast(self.device, self.compute_dtype):
+            yield
+
+    # --- stages ------------------------------------------------------------------------
+    def preprocess(self, image: ImageInput, remove_bg: bool = True, recenter: bool = True) -> np.ndarray:
+        """-> model input rgb [S, S, 3] float32 in [0, 1]"""
+        inf = self.inference
+        rgb, _ = prepare(image, inf.source_size, inf.condition_background, inf.foreground_ratio,
+                         remove_bg=remove_bg, do_recenter=recenter)
+        return rgb
+
+    def encode(self, image: np.ndarray, source_distance: float | None = None) -> torch.Tensor:
+        """image: [S, S, 3] float in [0, 1] -> planes [1, 3, C, h, w] float32"""
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
+        cams = None
+        if self.model.camera_embedder is not None:
+            d = self.inference.source_distance if source_distance is None else source_distance
+            cams = self.model.source_camera(1, d).to(self.device)
+        with self._amp():
+            planes = self.model(x, cams)
+        return planes.float()
+
+    def density_fn(self, planes: torch.Tensor):
+        """xyz [N, 3] world -> activated density [N] (float32)."""
+        def fn(xyz: torch.Tensor) -> torch.Tensor:
+            with self._amp():
+                return self.model.query(planes, xyz.to(self.device)[None])[0][0].float()
+        return fn
+
+    def color_fn(self, planes: torch.Tensor):
+        """xyz [N, 3] world -> rgb [N, 3] in [0, 1] (float32)."""
+        def fn(xyz: torch.Tensor) -> torch.Tensor:
+            with self._amp():
+                return self.model.query(planes, xyz.to(self.device)[None])[1][0].float().clamp(0, 1)
+        return fn
+
+    def extract_mesh(
+        self, planes: torch.Tensor, resolution: int | None = None, threshold: float | None = None,
+        texture: bool = False, texture_resolution: int = 1024,
+    ) -> "Mesh":
+        """planes: [1, 3, C, h, w] -> Mesh in the world frame (vertex colours, or a baked texture)."""
+        from lrm.mesh.extract import extract_mesh
+
+        inf = self.inference
+        mesh = extract_mesh(
+            self.density_fn(planes),
+            resolution or inf.mesh_resolution,
+            self.model.cfg.field.radius,
+            inf.mesh_threshold if threshold is None else threshold,
+            color_fn=self.color_fn(planes),
+        )
+        if texture:
+            from lrm.mesh.texture import bake_texture
+
+            mesh = bake_texture(mesh, self.color_fn(planes), resolution=texture_resolution)
+        return mesh
+
+    def orbit(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turntable cameras starting at the input view. -> c2w [n, 4, 4], intrinsics [n, 4]"""
+        inf = self.inference
+        c2w = cameras.orbit_cameras(n, inf.view_distance, inf.view_elevation, inf.front_azimuth)
+        return c2w, cameras.intrinsics(inf.view_focal, n)
+
+    def render_views(
+        self, planes: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor, size: int | None = None,
+        background: float | None = None, batch: int = 2,
+    ) -> dict[str, np.ndarray]:
+        """planes: [1, 3, C, h, w]; c2w: [V, 4, 4]; intrinsics: [V, 4]
+        -> {"rgb": [V, H, W, 3] float in [0, 1], "opacity": [V, H, W]}"""
+        size = size or self.inference.render_size
+        bg = self.inference.render_background if background is None else background
+        rgbs, alphas = [], []
+        for i in range(0, c2w.shape[0], batch):
+            with self._amp():
+                out = self.model.render(planes, c2w[None, i : i + batch].to(self.device),
+                                        intrinsics[None, i : i + batch].to(self.device), size, background=bg)
+            rgbs.append(out["rgb"][0].permute(0, 2, 3, 1).float().clamp(0, 1).cpu())
+            alphas.append(out["opacity"][0, :, 0].float().cpu())
+        return {"rgb": torch.cat(rgbs).numpy(), "opacity": torch.cat(alphas).numpy()}
+
+    def reconstruct(
+        self,
+        image: ImageInput,
+        *,
+        remove_bg: bool = True,
+        recenter: bool = True,
+        source_distance: float | None = None,
+        mesh: bool = True,
+        mesh_resolution: int | None = None,
+        mesh_threshold: float | None = None,
+        texture: bool = False,
+        texture_resolution: int = 1024,
+    ) -> Reconstruction:
+        """One image -> planes (+ mesh), with per-stage timings."""
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        rgb = self.preprocess(image, remove_bg=remove_bg, recenter=recenter)
+        timings["preprocess"] = time.perf_counter() - t
+        t = time.perf_counter()
+        planes = self.encode(rgb, source_distance)
+        timings["encode"] = time.perf_counter() - t
+        out_mesh = None
+        if mesh:
+            t = time.perf_counter()
+            out_mesh = self.extract_mesh(planes, mesh_resolution, mesh_threshold, texture, texture_resolution)
+            timings["mesh"] = time.perf_counter() - t
+        frame = cameras.world_to_view_frame(self.inference.front_azimuth).numpy()
+        return Reconstruction(planes, rgb, out_mesh, frame, timings)
