@@ -16,9 +16,9 @@ from lrm.errors import LRMError
 
 def _commands() -> list[ModuleType]:
     # Imported here so `lrm --help` stays fast; listed explicitly (no registry).
-    from lrm.cli import reconstruct
+    from lrm.cli import evaluate, reconstruct
 
-    return [reconstruct]
+    return [reconstruct, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from lrm.evaluate.predictors import DATASET_FRONT_AZIMUTH, Prediction
 from lrm.render.rays import camera_rays, ray_sphere
 
 
-def fit_sphere_radius(gt: trimesh.Trimesh, points: int = 4000, seed: int = 0) -> float:
+def fit_sphere_radius(gt: trimesh.Trimesh, points: int = 2000, seed: int = 0) -> float:
     """Radius r of the origin-centred sphere with the lowest Chamfer distance to `gt`."""
     from scipy.spatial import cKDTree
 
@@ -34,11 +34,24 @@ def fit_sphere_radius(gt: trimesh.Trimesh, points: int = 4000, seed: int = 0) ->
     def cd(r: float) -> float:  # gt -> sphere is exact: | |p| - r |
         return 0.5 * (np.abs(norms - r).mean() + tree.query(dirs * r, k=1)[0].mean())
 
-    grid = np.linspace(0.0, norms.max(), 41)[1:]
-    best = grid[int(np.argmin([cd(r) for r in grid]))]
-    step = grid[0]
-    fine = np.linspace(max(best - step, step / 10), best + step, 41)
-    return float(fine[int(np.argmin([cd(r) for r in fine]))])
+    # coarse scan, then golden-section refinement; radii near 0 are skipped (queries from the
+    # centre of a round surface are the k-d tree's worst case)
+    grid = np.linspace(0.1, 1.0, 10) * norms.max()
+    i = int(np.argmin([cd(r) for r in grid]))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = cd(a), cd(b)
+    for _ in range(20):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = cd(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = cd(b)
+    return float((lo + hi) / 2)
 
 
 def foreground_colour(rgba: np.ndarray) -> np.ndarray:

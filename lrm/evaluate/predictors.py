@@ -8,6 +8,7 @@ loads (bundled, preset, folder, published weights); lrm.evaluate.baselines has t
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -50,44 +51,43 @@ def to_model_frame(c2w_input: np.ndarray, front_azimuth: float) -> np.ndarray:
 
 class ModelPredictor:
     """A model through lrm.pipeline.Reconstructor: reconstruct from the view as given (alpha
-    present: no background removal; already framed by its camera: no recentring)."""
+    present: no background removal; already framed by its camera: no recentring), then extract
+    the mesh; an empty surface is recorded, and the rendered views are still evaluated."""
 
     def __init__(self, reconstructor, mesh_resolution: int | None = None, mesh_threshold: float | None = None):
         self.rec = reconstructor
-        cfg = reconstructor.model.cfg
-        self.name = cfg.name
-        self.front_azimuth = cfg.inference.front_azimuth
-        self.background = cfg.inference.render_background
-        self.camera_conditioned = bool(cfg.camera_dim)
-        self.mesh_resolution, self.mesh_threshold = mesh_resolution, mesh_threshold
+        inf = reconstructor.inference
+        self.name = reconstructor.model.cfg.name
+        self.front_azimuth = inf.front_azimuth
+        self.background = inf.render_background
+        self.camera_conditioned = reconstructor.model.camera_embedder is not None
+        self.mesh_resolution = mesh_resolution or inf.mesh_resolution
+        self.mesh_threshold = inf.mesh_threshold if mesh_threshold is None else mesh_threshold
 
     def describe(self) -> dict:
-        inf = self.rec.model.cfg.inference
         return {"name": self.name, "kind": "model", "front_azimuth": self.front_azimuth,
-                "camera_conditioned": self.camera_conditioned,
-                "mesh_resolution": self.mesh_resolution or inf.mesh_resolution,
-                "mesh_threshold": inf.mesh_threshold if self.mesh_threshold is None else self.mesh_threshold}
+                "camera_conditioned": self.camera_conditioned, "device": str(self.rec.device),
+                "mesh_resolution": self.mesh_resolution, "mesh_threshold": self.mesh_threshold}
 
     def predict(self, rgba: np.ndarray, distance: float, gt: trimesh.Trimesh | None = None) -> Prediction:
         """rgba: [H, W, 4] uint8 input view; distance: its camera's distance from the origin."""
-        kwargs = dict(remove_bg=False, recenter=False,
-                      source_distance=distance if self.camera_conditioned else None,
-                      mesh_resolution=self.mesh_resolution, mesh_threshold=self.mesh_threshold)
-        error = None
+        r = self.rec.reconstruct(rgba, remove_bg=False, recenter=False, mesh=False,
+                                 source_distance=distance if self.camera_conditioned else None)
+        planes, timings = r.planes, dict(r.timings)
+        mesh, error = None, None
+        t = time.perf_counter()
         try:
-            r = self.rec.reconstruct(rgba, mesh=True, **kwargs)
-        except EmptySurfaceError as exc:  # no surface: still evaluate the rendered views
+            m = self.rec.extract_mesh(planes, self.mesh_resolution, self.mesh_threshold)
+            mesh = as_trimesh(m) if len(m.faces) else None
+            error = None if mesh is not None else "the extracted mesh has no faces"
+        except EmptySurfaceError as exc:
             error = str(exc)
-            r = self.rec.reconstruct(rgba, mesh=False, **kwargs)
-        planes = r.planes
+        timings["mesh"] = time.perf_counter() - t
+        background = self.background
 
         def render(c2w: np.ndarray, intrinsics: np.ndarray, size: int) -> np.ndarray:
             out = self.rec.render_views(planes, torch.as_tensor(c2w, dtype=torch.float32),
-                                        torch.as_tensor(intrinsics, dtype=torch.float32), size)
-            return np.asarray(torch.as_tensor(out["rgb"]).float().cpu())
+                                        torch.as_tensor(intrinsics, dtype=torch.float32), size, background)
+            return out["rgb"]
 
-        mesh = as_trimesh(r.mesh) if r.mesh is not None and len(r.mesh.faces) else None
-        if mesh is None and error is None:
-            error = "the model returned no mesh"
-        return Prediction(render, mesh, error, {k: float(v) for k, v in r.timings.items()})
-
+        return Prediction(render, mesh, error, timings)

@@ -22,7 +22,7 @@ METRICS = [
 ]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
@@ -57,7 +57,7 @@ def write_metrics(out_dir: Path, header: dict, entries: list[dict]) -> dict:
     mean, count = summarise(entries)
     result = {"format": FORMAT, "lrm_version": __version__, **header, "mean": mean, "count": count,
               "objects": entries}
-    _atomic_write(out_dir / "metrics.json", (json.dumps(result, indent=1) + "\n").encode())
+    atomic_write(out_dir / "metrics.json", (json.dumps(result, indent=1) + "\n").encode())
     return result
 
 
@@ -73,9 +73,9 @@ def read_metrics(report_dir: str | Path) -> dict:
     return data
 
 
-def fmt(value, key: str = "") -> str:
+def fmt(value, key: str = "", missing: str = "–") -> str:
     if value is None:
-        return "–"
+        return missing
     if key == "psnr":
         return f"{value:.2f}"
     return f"{value:.4f}" if key == "chamfer" else f"{value:.3f}"
@@ -114,10 +114,10 @@ def write_summary(out_dir: Path, result: dict) -> str:
     if errors:
         lines += ["## Notes\n", "\n".join(errors) + "\n"]
     text = "\n".join(s for s in lines if s)
-    _atomic_write(out_dir / "summary.md", text.encode())
+    atomic_write(out_dir / "summary.md", text.encode())
     return text
 
 
 def write_mesh(mesh: trimesh.Trimesh, path: Path) -> None:
     """PLY with vertex colours, written atomically."""
-    _atomic_write(path, mesh.export(file_type="ply"))
+    atomic_write(path, mesh.export(file_type="ply"))

@@ -22,6 +22,7 @@ from lrm.evaluate.align import align_meshes, transformed
 from lrm.evaluate.geometry import THRESHOLDS, geometry_metrics
 from lrm.evaluate.image_metrics import composite, load_lpips, psnr, ssim
 from lrm.evaluate.predictors import to_model_frame
+from lrm.video import to_uint8
 
 
 @dataclass
@@ -51,7 +52,7 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     """[H, W, 3] float in [0, 1] -> [size, size, 3] (area averaging when shrinking)."""
     if img.shape[0] == size and img.shape[1] == size:
         return img
-    pil = Image.fromarray(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8))
+    pil = Image.fromarray(to_uint8(img))
     return np.asarray(pil.resize((size, size), Image.Resampling.BOX), np.float32) / 255.0
 
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import io
 import textwrap
 from pathlib import Path
 
@@ -17,12 +16,17 @@ from PIL import Image, ImageDraw, ImageFont
 
 from lrm.evaluate.image_metrics import composite
 from lrm.evaluate.raster import rasterize
-from lrm.evaluate.report import _atomic_write, fmt, title
+from lrm.evaluate.report import fmt
+from lrm.video import save_png, to_uint8
+
+
+SHEET_METRICS = [("psnr", "PSNR"), ("ssim", "SSIM"), ("lpips", "LPIPS"), ("chamfer", "CD"),
+                 ("fscore@0.1", "F@0.1"), ("volume_iou", "IoU")]  # ASCII: the default font lacks arrows
 
 
 def _tile(img: np.ndarray, side: int) -> Image.Image:
     """[H, W, 3] float in [0, 1] -> a side×side PIL image."""
-    pil = Image.fromarray(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8))
+    pil = Image.fromarray(to_uint8(img))
     return pil if pil.size == (side, side) else pil.resize((side, side), Image.Resampling.BILINEAR)
 
 
@@ -65,15 +69,14 @@ def write_contact_sheet(path: Path, input_rgba: np.ndarray, gt_views: np.ndarray
             rgb, _ = rasterize(mesh.vertices, mesh.faces, colours, c2w[k], intrinsics[k], side, background,
                                shading=0.5, supersample=2)
             put(rgb, 2, col, f"mesh {k}")
-    keys = ["psnr", "ssim", "lpips", "chamfer", "fscore@0.1", "volume_iou"]
-    text = "\n".join(f"{title(k)} {fmt(entry.get(k), k)}" for k in keys) + f"\n{entry['status']}"
+    text = "\n".join(f"{label} {fmt(entry.get(k), k, 'n/a')}" for k, label in SHEET_METRICS)
+    text += f"\n{entry['status']}"
     draw.text((6, label_h + side + 6), text, fill=(0, 0, 0), font=font, spacing=3)
     if mesh is None:
         draw.text((6, label_h + 2 * side + 6), "no mesh:\n" + _wrap(entry.get("error") or "", 22),
                   fill=(0, 0, 0), font=font)
-    buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
-    _atomic_write(path, buf.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(np.asarray(sheet), path)
 
 
 def _wrap(text: str, width: int, lines: int = 8) -> str:
