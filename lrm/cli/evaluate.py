@@ -48,6 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mesh-threshold", type=float, default=None, metavar="T",
                    help="density iso-level (default: the model's)")
     p.add_argument("--no-meshes", action="store_true", help="do not write predicted meshes (default: write)")
+    p.add_argument("--lpips-weights", default="", metavar="DIR",
+                   help="folder with vgg16-397923af.pth and LPIPS's vgg.pth (default: look in the torch hub "
+                        "cache and an installed lpips package; LPIPS is reported absent if not found)")
     p.add_argument("--seed", type=int, default=0, help="surface sampling seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "auto"], default="fp32",
@@ -62,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         return _compare(args)
     if not args.data or not args.output:
         raise LRMError("--data and -o/--output are required (or use --compare A B)")
+    try:
+        import scipy  # noqa: F401  (k-d trees, voxel filling)
+    except ImportError:
+        raise LRMError("lrm evaluate needs scipy: pip install 'lrm[eval]'") from None
     from lrm.evaluate.runner import EvalConfig, evaluate, select_objects
 
     for name, value in [("--points", args.points), ("--iou-resolution", args.iou_resolution),
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                      iou_resolution=args.iou_resolution, image_size=args.image_size,
                      sheet_views=args.sheet_views, limit=args.limit,
                      objects=tuple(args.objects) if args.objects else None,
-                     save_meshes=not args.no_meshes, seed=args.seed)
+                     save_meshes=not args.no_meshes, seed=args.seed, lpips_weights=args.lpips_weights)
     ids = select_objects(args.data, cfg)  # fail on a bad dataset before loading a model
     predictor = _predictor(args)
     print(f"evaluating {predictor.name} on {len(ids)} objects x {len(cfg.views)} view(s) of "

@@ -70,22 +70,22 @@ def ssim(pred: np.ndarray, gt: np.ndarray, size: int = 11, sigma: float = 1.5) -
     return float(s.flatten(1).mean(1).mean())
 
 
-def load_lpips(device: str | torch.device = "cpu") -> Callable[[np.ndarray, np.ndarray], float] | None:
+def load_lpips(weights: str = "", device: str | torch.device = "cpu") -> Callable[[np.ndarray, np.ndarray], float] | None:
     """An LPIPS-VGG metric `(pred, gt) -> mean over views`, or None when lrm's LPIPS or its
-    weights are not available locally (no download is attempted)."""
+    weights are not available locally. `weights`: a folder holding the VGG16 and LPIPS head
+    files (default: the torch hub cache and an installed `lpips` package; see lrm.losses.lpips)."""
     try:
-        from lrm.train.lpips import LPIPS  # the trainer's pure-torch implementation
-    except ImportError:
+        from lrm.losses.lpips import load_lpips as load_net
+    except ImportError:  # an lrm without the trainer's LPIPS
         return None
-    try:
-        net = LPIPS.from_local().to(device).eval()
-    except Exception:  # weights missing or unreadable: report the metric as absent
+    net = load_net(weights, device)
+    if net is None:
         return None
 
     @torch.no_grad()
     def metric(pred: np.ndarray, gt: np.ndarray) -> float:
         p = _views(pred).permute(0, 3, 1, 2).float().to(device)
         g = _views(gt).permute(0, 3, 1, 2).float().to(device)
-        return float(net(p * 2 - 1, g * 2 - 1).mean())
+        return float(net(p, g).mean())
 
     return metric

@@ -56,6 +56,7 @@ class ModelPredictor:
 
     def __init__(self, reconstructor, mesh_resolution: int | None = None, mesh_threshold: float | None = None):
         self.rec = reconstructor
+        self.device = reconstructor.device
         inf = reconstructor.inference
         self.name = reconstructor.model.cfg.name
         self.front_azimuth = inf.front_azimuth

@@ -39,6 +39,7 @@ class EvalConfig:
     objects: tuple[str, ...] | None = None  # evaluate only these object ids
     save_meshes: bool = True  # write each predicted mesh (dataset frame) to meshes/
     seed: int = 0  # surface sampling seed
+    lpips_weights: str = ""  # folder with LPIPS's VGG16 + head files ("": the torch hub cache, `lpips`)
 
 
 @contextmanager
@@ -130,7 +131,7 @@ def evaluate(predictor, dataset: str | Path, out_dir: str | Path, cfg: EvalConfi
     summary.md, sheets/ and meshes/ under `out_dir`. -> the report (metrics.json content)"""
     dataset, out_dir = Path(dataset), Path(out_dir)
     ids = select_objects(dataset, cfg)
-    lpips = load_lpips()
+    lpips = load_lpips(cfg.lpips_weights, getattr(predictor, "device", "cpu"))
     header = {
         "command": command,
         "model": predictor.describe(),
