@@ -13,7 +13,7 @@ from lrm import cameras
 from lrm.data.format import ObjectViews, index_dataset, write_dataset_info, write_object
 from lrm.evaluate.raster import rasterize
 
-DISTANCE, FOCAL = 2.7, 0.75
+DISTANCE, FOCAL = 3.2, 0.75
 
 
 def _render_rgba(mesh: trimesh.Trimesh, c2w: np.ndarray, size: int) -> np.ndarray:
