@@ -16,9 +16,9 @@ from lrm.errors import LRMError
 
 def _commands() -> list[ModuleType]:
     # Imported here so `lrm --help` stays fast; listed explicitly (no registry).
-    from lrm.cli import evaluate, reconstruct
+    from lrm.cli import demo, evaluate, reconstruct
 
-    return [reconstruct, evaluate]
+    return [reconstruct, evaluate, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
