@@ -107,11 +107,12 @@ def test_compare_reports(toy, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["evaluate", "--baseline", "sphere", "--data", str(toy), "-o", str(a), "--objects", "box", *FAST]) == 0
     assert main(["evaluate", "--baseline", "sphere", "--data", str(toy), "-o", str(b), "--objects", "box",
-                 "--align", "none", *FAST]) == 0
+                 "--align", "none", "--ring-views", "2", *FAST]) == 0
+    assert json.loads((b / "metrics.json").read_text())["protocol"]["ring_views"] == 2
     capsys.readouterr()
     assert main(["evaluate", "--compare", str(a), str(b), "-o", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "Protocols differ" in text and "align: icp vs none" in text
+    assert "Protocols differ" in text and "align: icp vs none" in text and "ring_views: None vs 2" in text
     assert "| CD↓ |" in text and "1 in common" in text
     assert (tmp_path / "compare.md").read_text().strip() == text.strip()
 

@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="voxels along the longest side for volume IoU (default: 64)")
     p.add_argument("--image-size", type=int, default=None, metavar="PX",
                    help="side of the compared ring views (default: the ring's own resolution)")
+    p.add_argument("--ring-views", type=int, default=None, metavar="N",
+                   help="compare only N ring views, evenly spread (default: the whole ring)")
     p.add_argument("--sheet-views", type=int, default=4, metavar="N",
                    help="ring views shown per contact sheet (default: 4)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N objects only (default: all)")
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     for name, value in [("--points", args.points), ("--iou-resolution", args.iou_resolution),
                         ("--image-size", args.image_size or 16), ("--sheet-views", args.sheet_views),
+                        ("--ring-views", args.ring_views or 1),
                         ("--limit", args.limit or 1)]:
         if value < 1:
             raise LRMError(f"{name} must be positive, got {value}")
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if (out / "metrics.json").exists() and not args.overwrite:
         raise LRMError(f"{out} already holds a report (metrics.json); pass --overwrite or choose another folder")
     cfg = EvalConfig(split=args.split, views=tuple(args.views), align=args.align, points=args.points,
-                     iou_resolution=args.iou_resolution, image_size=args.image_size,
+                     iou_resolution=args.iou_resolution, image_size=args.image_size, ring_views=args.ring_views,
                      sheet_views=args.sheet_views, limit=args.limit,
                      objects=tuple(args.objects) if args.objects else None,
                      save_meshes=not args.no_meshes, seed=args.seed, lpips_weights=args.lpips_weights)

@@ -7,7 +7,8 @@ from pathlib import Path
 from lrm.evaluate.report import METRICS, fmt, metric_keys, read_metrics, table, title
 
 PER_OBJECT = ["psnr", "ssim", "chamfer", "fscore@0.1", "volume_iou"]  # columns of the per-object table
-PROTOCOL = ["split", "views", "align", "points", "thresholds", "iou_resolution", "image_size", "background"]
+PROTOCOL = ["split", "views", "align", "points", "thresholds", "iou_resolution", "image_size", "ring_views",
+            "background"]
 
 
 def _better(key: str, a, b) -> str:

@@ -34,6 +34,7 @@ class EvalConfig:
     thresholds: tuple[float, ...] = THRESHOLDS  # F-score thresholds (unit-bbox units)
     iou_resolution: int = 64  # voxels along the longest side for volume IoU
     image_size: int | None = None  # side of compared views (None: the ring's own resolution)
+    ring_views: int | None = None  # use this many ring views, evenly spread (None: all)
     sheet_views: int = 4  # ring views shown on each contact sheet
     limit: int | None = None  # evaluate only the first N objects (sorted by id)
     objects: tuple[str, ...] | None = None  # evaluate only these object ids
@@ -80,6 +81,8 @@ def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: Ev
     obj = read_object(dataset, object_id, views=[view], ring=True)
     if obj.ring_rgba is None:
         raise LRMError(f"{object_id}: no evaluation ring (ring_NNN.png) in the dataset")
+    ring = sheet.pick_views(len(obj.ring_rgba), cfg.ring_views or len(obj.ring_rgba))
+    ring_rgba, ring_c2w, ring_intr = obj.ring_rgba[ring], obj.ring_c2w[ring], obj.ring_intrinsics[ring]
     gt_path = object_dir(dataset, object_id) / "mesh.ply"
     gt = trimesh.load(gt_path, force="mesh", process=False) if gt_path.is_file() else None
     to_model = to_model_frame(obj.c2w[0], predictor.front_azimuth)
@@ -91,12 +94,12 @@ def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: Ev
         pred = predictor.predict(obj.rgba[0], distance, transformed(gt, to_model) if gt is not None else None)
     timings.update(pred.timings)
 
-    size = cfg.image_size or obj.ring_rgba.shape[1]
-    ring_model = np.einsum("ij,vjk->vik", to_model, obj.ring_c2w.astype(np.float64))
+    size = cfg.image_size or ring_rgba.shape[1]
+    ring_model = np.einsum("ij,vjk->vik", to_model, ring_c2w.astype(np.float64))
     with timed(timings, "render"):
-        pred_views = pred.render(ring_model, obj.ring_intrinsics, size)  # [K, H, W, 3]
+        pred_views = pred.render(ring_model, ring_intr, size)  # [K, H, W, 3]
     with timed(timings, "image_metrics"):
-        gt_views = np.stack([_resize(composite(v, predictor.background), size) for v in obj.ring_rgba])
+        gt_views = np.stack([_resize(composite(v, predictor.background), size) for v in ring_rgba])
         entry["psnr"] = psnr(pred_views, gt_views)
         entry["ssim"] = ssim(pred_views, gt_views)
         entry["lpips"] = lpips(pred_views, gt_views) if lpips is not None else None
@@ -119,7 +122,7 @@ def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: Ev
     with timed(timings, "contact_sheet"):
         sheet.write_contact_sheet(
             out_dir / "sheets" / f"{name}.png", obj.rgba[0], gt_views, pred_views,
-            pred.mesh, ring_model, obj.ring_intrinsics, cfg.sheet_views, predictor.background, entry,
+            pred.mesh, ring_model, ring_intr, cfg.sheet_views, predictor.background, entry, ring,
         )
     entry["timings"] = timings
     return entry

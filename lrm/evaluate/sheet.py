@@ -44,11 +44,13 @@ def pick_views(k: int, n: int) -> list[int]:
 
 def write_contact_sheet(path: Path, input_rgba: np.ndarray, gt_views: np.ndarray, pred_views: np.ndarray,
                         mesh: trimesh.Trimesh | None, c2w: np.ndarray, intrinsics: np.ndarray, n_views: int,
-                        background: float, entry: dict) -> None:
+                        background: float, entry: dict, ring_ids: list[int] | None = None) -> None:
     """input_rgba: [H, W, 4] uint8; gt_views, pred_views: [K, h, w, 3] in [0, 1]; mesh and
-    c2w [K, 4, 4] in the predictor's frame; intrinsics [K, 4]; entry: the object's metrics."""
+    c2w [K, 4, 4] in the predictor's frame; intrinsics [K, 4]; entry: the object's metrics;
+    ring_ids: the ring index of each of the K views (labels; default 0..K-1)."""
     side = int(np.clip(gt_views.shape[1], 128, 256))
     idx = pick_views(len(gt_views), n_views)
+    ring_ids = list(range(len(gt_views))) if ring_ids is None else ring_ids
     label_h = 14
     sheet = Image.new("RGB", ((len(idx) + 1) * side, 3 * side + label_h), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
@@ -63,12 +65,12 @@ def write_contact_sheet(path: Path, input_rgba: np.ndarray, gt_views: np.ndarray
     put(composite(input_rgba, background), 0, 0, "input")
     colours = mesh_colours(mesh) if mesh is not None else None
     for col, k in enumerate(idx, start=1):
-        put(gt_views[k], 0, col, f"GT ring {k}")
-        put(pred_views[k], 1, col, f"predicted {k}")
+        put(gt_views[k], 0, col, f"GT ring {ring_ids[k]}")
+        put(pred_views[k], 1, col, f"predicted {ring_ids[k]}")
         if mesh is not None:
             rgb, _ = rasterize(mesh.vertices, mesh.faces, colours, c2w[k], intrinsics[k], side, background,
                                shading=0.5, supersample=2)
-            put(rgb, 2, col, f"mesh {k}")
+            put(rgb, 2, col, f"mesh {ring_ids[k]}")
     text = "\n".join(f"{label} {fmt(entry.get(k), k, 'n/a')}" for k, label in SHEET_METRICS)
     text += f"\n{entry['status']}"
     draw.text((6, label_h + side + 6), text, fill=(0, 0, 0), font=font, spacing=3)
