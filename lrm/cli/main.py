@@ -16,9 +16,9 @@ from lrm.errors import LRMError
 
 def _commands() -> list[ModuleType]:
     # Imported here so `lrm --help` stays fast; listed explicitly (no registry).
-    from lrm.cli import demo, evaluate, reconstruct
+    from lrm.cli import convert, demo, evaluate, reconstruct
 
-    return [reconstruct, evaluate, demo]
+    return [reconstruct, evaluate, convert, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
