@@ -49,6 +49,23 @@ def test_composite_over_background():
     np.testing.assert_allclose(out[0, 2], [0.8, 1.0, 0.8], atol=1e-6)
 
 
+def test_lpips_with_local_weights(tmp_path):
+    # stand-in weight files (random VGG, positive heads) in the layout lrm.losses.lpips reads
+    import torch
+    from safetensors.torch import save_file
+
+    from lrm.losses.lpips import CHANNELS, LPIPS
+
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in LPIPS().vgg.state_dict().items()}, str(tmp_path / "vgg16.safetensors"))
+    save_file({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(CHANNELS)},
+              str(tmp_path / "lpips_vgg.safetensors"))
+    metric = load_lpips(str(tmp_path))
+    img = np.random.default_rng(2).random((2, 32, 32, 3))
+    assert metric(img, img) == pytest.approx(0.0, abs=1e-6)
+    assert metric(img, 1 - img) > 0
+
+
 def test_lpips_absent_is_none_not_zero():
     metric = load_lpips()
     if metric is not None:  # weights present locally: must be 0 only for identical images
