@@ -100,8 +100,10 @@ def write_summary(out_dir: Path, result: dict) -> str:
         f"`{result['command']}`\n" if result.get("command") else "",
         f"{count['entries']} entries: {count['ok']} ok, {count['empty']} empty mesh, "
         f"{count['no_gt']} without ground-truth mesh, {count['failed']} failed. "
-        f"Alignment: {proto['align']}; {proto['points']} surface points; volume IoU at "
-        f"{proto['iou_resolution']} voxels; LPIPS {'on' if result['lpips_available'] else 'absent (no local weights)'}.\n",
+        f"Novel views: {proto['ring_views'] or 'all'} ring views at "
+        f"{str(proto['image_size']) + ' px' if proto['image_size'] else 'the ring resolution'}; LPIPS "
+        f"{'on' if result['lpips_available'] else 'absent (no local weights)'}. Geometry: alignment "
+        f"{proto['align']}, {proto['points']} surface points, volume IoU at {proto['iou_resolution']} voxels.\n",
         "## Means\n",
         table([title(k) for k in keys], [[fmt(mean[k], k) for k in keys], [f"n={count[k]}" for k in keys]]),
         "## Per object\n",
