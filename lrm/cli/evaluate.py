@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
           f"{args.data} ({cfg.split})", file=sys.stderr)
     command = "lrm evaluate " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["evaluate"] else [])
     result = evaluate(predictor, args.data, out, cfg, command=command.strip(), progress=_progress)
+    if not result["lpips_available"]:
+        print("LPIPS absent: no VGG16 + LPIPS head weights found locally (see --lpips-weights)", file=sys.stderr)
     print((out / "summary.md").read_text().split("## Per object")[0].rstrip())
     print(f"\nreport: {out}/ (metrics.json, summary.md, sheets/, meshes/); "
           f"{result['count']['ok']}/{result['count']['entries']} with geometry", file=sys.stderr)

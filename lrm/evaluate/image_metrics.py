@@ -14,6 +14,7 @@ per view, then averaged over views.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -74,7 +75,9 @@ def load_lpips(weights: str = "", device: str | torch.device = "cpu") -> Callabl
         from lrm.losses.lpips import load_lpips as load_net
     except ImportError:  # an lrm without the trainer's LPIPS
         return None
-    net = load_net(weights, device)
+    with warnings.catch_warnings():  # absence is reported in the report and by the CLI instead
+        warnings.simplefilter("ignore")
+        net = load_net(weights, device)
     if net is None:
         return None
 
