@@ -82,4 +82,8 @@ def write_contact_sheet(path: Path, input_rgba: np.ndarray, gt_views: np.ndarray
 
 
 def _wrap(text: str, width: int, lines: int = 8) -> str:
+    """Wrapped, in ASCII (the default bitmap font has no glyphs for ³, ², …)."""
+    for uni, asc in (("³", "^3"), ("²", "^2"), ("–", "-"), ("−", "-")):
+        text = text.replace(uni, asc)
+    text = text.encode("ascii", "replace").decode()
     return "\n".join(textwrap.wrap(text, width)[:lines])
