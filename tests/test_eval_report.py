@@ -1,0 +1,126 @@
+"""End to end: `lrm evaluate` on a tiny generated dataset, with the sphere baseline and a toy model."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from lrm import cameras
+from lrm.cli.main import main
+from lrm.evaluate.baselines import SphereBaseline, fit_sphere_radius
+from lrm.evaluate.predictors import to_model_frame
+from lrm.evaluate.raster import rasterize
+from tests.eval_toy import make_toy_dataset
+
+FAST = ["--points", "2000", "--iou-resolution", "32", "--sheet-views", "2"]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), size=32, ring=4)
+
+
+def test_sphere_radius_fit_recovers_a_sphere():
+    assert fit_sphere_radius(trimesh.creation.icosphere(4, radius=0.7)) == pytest.approx(0.7, rel=0.01)
+
+
+def test_sphere_baseline_render_agrees_with_the_rasteriser():
+    # ray-sphere hits (lrm.render.rays conventions) vs the rasterised icosphere: the same disc
+    pred = SphereBaseline().predict(np.zeros((8, 8, 4), np.uint8), 2.0, None)  # radius 0.5
+    c2w = cameras.look_at(torch.tensor([[1.0, -1.8, 0.7]])).numpy()
+    intr = np.array([[0.9, 0.9, 0.45, 0.55]])
+    hit = (pred.render(c2w, intr, 64)[0] < 0.99).any(-1)
+    _, alpha = rasterize(pred.mesh.vertices, pred.mesh.faces, None, c2w[0], intr[0], 64)
+    inter, union = (hit & (alpha > 0.5)).sum(), (hit | (alpha > 0.5)).sum()
+    assert inter / union > 0.95 and abs(hit.mean() - (alpha > 0.5).mean()) < 0.01
+
+
+def test_model_frames():
+    front = cameras.canonical_c2w(2.5).numpy()
+    np.testing.assert_allclose(to_model_frame(front, -90.0), np.eye(4), atol=1e-6)  # OpenLRM: as is
+    triposr = to_model_frame(front, 0.0)  # TripoSR: the input camera moves to azimuth 0 (+x)
+    np.testing.assert_allclose((triposr @ front)[:3, 3], [2.5, 0, 0], atol=1e-6)
+    side = cameras.look_at(cameras.orbit_positions(torch.tensor([30.0]), 20.0, 3.0)).numpy()[0]
+    np.testing.assert_allclose(to_model_frame(side, -90.0) @ side, cameras.canonical_c2w(3.0).numpy(), atol=1e-6)
+
+
+def test_sphere_baseline_report_end_to_end(toy, tmp_path, capsys):
+    out = tmp_path / "sphere"
+    assert main(["evaluate", "--baseline", "sphere", "--data", str(toy), "-o", str(out), *FAST]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert [e["id"] for e in report["objects"]] == ["box", "cylinder"]
+    for e in report["objects"]:
+        assert e["status"] == "ok" and e["error"] is None
+        assert e["lpips"] is None or e["lpips"] > 0  # absent, never 0
+        assert 0 < e["chamfer"] < 0.2 and e["fscore@0.5"] == 1.0 and 0.2 < e["volume_iou"] < 0.9
+        assert 8 < e["psnr"] < 30 and 0 < e["ssim"] < 1
+        assert {"align", "geometry_metrics", "render", "image_metrics"} <= set(e["timings"])
+        sheet = Image.open(out / "sheets" / f"{e['id']}.png")
+        assert sheet.size == (3 * 128, 3 * 128 + 14)
+        assert len(trimesh.load(out / "meshes" / f"{e['id']}.ply").faces) == 5120
+    assert report["count"]["chamfer"] == 2
+    assert report["mean"]["chamfer"] == pytest.approx(np.mean([e["chamfer"] for e in report["objects"]]))
+    assert report["lpips_available"] is (report["mean"]["lpips"] is not None)
+    summary = (out / "summary.md").read_text()
+    assert "| PSNR↑ | SSIM↑ | LPIPS↓ | CD↓ |" in summary and "| box | 0 |" in summary
+    # an existing report is not overwritten by accident
+    assert main(["evaluate", "--baseline", "sphere", "--data", str(toy), "-o", str(out)]) == 2
+    assert "already holds a report" in capsys.readouterr().err
+
+
+def test_toy_model_report_end_to_end(toy, tmp_path, monkeypatch):
+    pytest.importorskip("lrm.mesh.extract")
+    from lrm.evaluate.predictors import ModelPredictor
+    from lrm.evaluate.runner import EvalConfig, evaluate
+    from lrm.model.lrm import LRM
+    from lrm.model.presets import tiny
+    from lrm.pipeline import Reconstructor
+
+    torch.manual_seed(0)
+    cfg = tiny()
+    cfg.render.samples, cfg.render.importance = 8, 8  # a toy: speed over fidelity
+    rec = Reconstructor(LRM(cfg).eval(), device="cpu")
+    run = EvalConfig(objects=("box",), points=2000, iou_resolution=32, sheet_views=2, image_size=16)
+
+    # random weights: the density never reaches the model's iso-level -> recorded, not a crash
+    empty = evaluate(ModelPredictor(rec, mesh_resolution=24), toy, tmp_path / "empty", run)
+    e = empty["objects"][0]
+    assert e["status"] == "empty" and e["error"] and e["chamfer"] is None and e["volume_iou"] is None
+    assert e["psnr"] > 0 and empty["mean"]["chamfer"] is None and empty["count"]["chamfer"] == 0
+    assert (tmp_path / "empty" / "sheets" / "box.png").is_file()
+
+    # an iso-level inside the density's range forces a surface
+    planes = rec.reconstruct(np.zeros((32, 32, 4), np.uint8), remove_bg=False, recenter=False, mesh=False).planes
+    density = rec.density_fn(planes)(torch.rand(4096, 3) * 2 - 1)
+    level = float(density.median())
+    full = evaluate(ModelPredictor(rec, mesh_resolution=24, mesh_threshold=level), toy, tmp_path / "full", run)
+    e = full["objects"][0]
+    assert e["status"] == "ok" and e["chamfer"] > 0 and 0 <= e["fscore@0.1"] <= 1
+    assert {"encode", "mesh", "render", "align"} <= set(e["timings"])
+    assert (tmp_path / "full" / "meshes" / "box.ply").is_file()
+
+
+def test_compare_reports(toy, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["evaluate", "--baseline", "sphere", "--data", str(toy), "-o", str(a), "--objects", "box", *FAST]) == 0
+    assert main(["evaluate", "--baseline", "sphere", "--data", str(toy), "-o", str(b), "--objects", "box",
+                 "--align", "none", "--ring-views", "2", *FAST]) == 0
+    assert json.loads((b / "metrics.json").read_text())["protocol"]["ring_views"] == 2
+    capsys.readouterr()
+    assert main(["evaluate", "--compare", str(a), str(b), "-o", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "Protocols differ" in text and "align: icp vs none" in text and "ring_views: None vs 2" in text
+    assert "| CD↓ |" in text and "1 in common" in text
+    assert (tmp_path / "compare.md").read_text().strip() == text.strip()
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["evaluate", "--baseline", "sphere", "--data", str(tmp_path), "-o", str(tmp_path / "r")]) == 2
+    assert "not a dataset" in capsys.readouterr().err
+    assert main(["evaluate", "-o", str(tmp_path / "r")]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["evaluate", "--compare", str(tmp_path), str(tmp_path)]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
