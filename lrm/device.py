@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator, Literal
 
 import torch
@@ -63,3 +64,39 @@ def autocast(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (logical CPUs in its affinity / threads per core)."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_core = 1
+    try:
+        siblings = open("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").read().strip()
+        per_core = max(1, sum(b - a + 1 for a, b in
+                              (tuple(map(int, (r.split("-") * 2)[:2])) for r in siblings.split(","))))
+    except (OSError, ValueError):
+        pass
+    return max(1, logical // per_core)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads and return the number used.
+
+    threads: an explicit count; None: the LRM_THREADS environment variable, else the physical
+    cores not busy with other work (cores minus the 1-minute load average, at least 1). On a
+    shared machine an oversubscribed thread pool is several times slower than one thread: each
+    parallel region waits for its slowest, descheduled thread (docs/performance.md).
+    """
+    if threads is None and os.environ.get("LRM_THREADS"):
+        try:
+            threads = int(os.environ["LRM_THREADS"])
+        except ValueError:
+            raise LRMError(f"LRM_THREADS={os.environ['LRM_THREADS']!r} is not an integer") from None
+    if threads is None:
+        cores = physical_cores()
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        threads = max(1, min(cores, round(cores - load + 0.25)))
+    if threads < 1:
+        raise LRMError(f"thread count must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads

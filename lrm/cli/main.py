@@ -16,9 +16,9 @@ from lrm.errors import LRMError
 
 def _commands() -> list[ModuleType]:
     # Imported here so `lrm --help` stays fast; listed explicitly (no registry).
-    from lrm.cli import reconstruct
+    from lrm.cli import fit, reconstruct
 
-    return [reconstruct]
+    return [reconstruct, fit]
 
 
 def build_parser() -> argparse.ArgumentParser:
