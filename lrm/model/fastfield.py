@@ -37,7 +37,7 @@ class FoldedField:
         linears = [m for m in field.mlp if isinstance(m, nn.Linear)]
         self.act = F.relu_ if field.cfg.activation == "relu" else (lambda x: F.silu(x, inplace=True))
         first, self.rest = linears[0], linears[1:]
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(planes.device.type, enabled=False):
             w1 = rearrange(first.weight.float(), "o (p c) -> p o c", p=3)  # [3, hidden, C]
             proj = torch.einsum("poc,bpchw->bphwo", w1, planes.float())  # [B, 3, h, w, hidden]
             proj = F.pad(proj, (0, 0, 1, 1, 1, 1))  # zero border: [B, 3, h+2, w+2, hidden]
@@ -89,6 +89,10 @@ class FoldedField:
     @torch.no_grad()
     def __call__(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """xyz: [B, N, 3] world -> raw density [B, N], rgb [B, N, 3] (float32)"""
+        with torch.autocast(xyz.device.type, enabled=False):  # the decoder always runs in fp32
+            return self._call(xyz)
+
+    def _call(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, n, _ = xyz.shape
         assert b == self.batch, f"planes hold {self.batch} triplanes, points {b}"
         flat = xyz.reshape(b * n, 3) if b == 1 else None
