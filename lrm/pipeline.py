@@ -110,7 +110,7 @@ class Reconstructor:
         from lrm.model.fastfield import FoldedField
         from lrm.render.occupancy import occupancy_grid, skip_threshold
 
-        key = (id(planes), planes._version)
+        key = (id(planes), planes.data_ptr())
         if self._fast.get("key") != key:  # "planes" is kept so that its id is not reused
             self._fast = {"key": key, "planes": planes, "folded": FoldedField(self.model.field, planes)}
         folded = self._fast["folded"]
@@ -127,7 +127,7 @@ class Reconstructor:
             return lambda xyz: self.model.field.density(folded(xyz.to(self.device)[None])[0][0])
 
         def fn(xyz: torch.Tensor) -> torch.Tensor:
-            with self._amp():
+            with torch.inference_mode():  # the field runs in fp32 whatever the forward's dtype
                 return self.model.query(planes, xyz.to(self.device)[None])[0][0].float()
         return fn
 
@@ -138,7 +138,7 @@ class Reconstructor:
             return lambda xyz: folded(xyz.to(self.device)[None])[1][0].clamp(0, 1)
 
         def fn(xyz: torch.Tensor) -> torch.Tensor:
-            with self._amp():
+            with torch.inference_mode():
                 return self.model.query(planes, xyz.to(self.device)[None])[1][0].float().clamp(0, 1)
         return fn
 
@@ -184,7 +184,7 @@ class Reconstructor:
             fast = {"query": folded, "occupied": grid}
         rgbs, alphas = [], []
         for i in range(0, c2w.shape[0], batch):
-            with self._amp():
+            with torch.inference_mode():  # fp32: rays and compositing are precision-sensitive
                 out = self.model.render(planes, c2w[None, i : i + batch].to(self.device),
                                         intrinsics[None, i : i + batch].to(self.device), size, background=bg,
                                         **fast)
