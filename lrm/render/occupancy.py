@@ -47,6 +47,14 @@ class OccupancyGrid:
         """Share of occupied cells."""
         return float(self.occupied.float().mean())
 
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """World-space box around the occupied cells: lo [3], hi [3]; None when nothing is occupied."""
+        idx = self.occupied.nonzero()
+        if len(idx) == 0:
+            return None
+        cell = 2 * self.radius / self.resolution
+        return idx.amin(0) * cell - self.radius, (idx.amax(0) + 1) * cell - self.radius
+
     def __call__(self, xyz: torch.Tensor) -> torch.Tensor:
         """xyz: [..., 3] world -> [...] bool; points outside the box count as occupied."""
         g = self.resolution
