@@ -1,26 +1,56 @@
 """Resolve a model name to weights and load them strictly.
 
-`load_model(name)` accepts:
-- a local folder in our layout (`config.json` + `model.safetensors`);
-- "default" (the model bundled in the package) or a preset name with random weights
-  prefixed "random:" (e.g. "random:tiny"), for tests and benchmarks;
-- a Hugging Face hub id (downloaded into the normal hub cache).
+`load_model(name)` accepts, in this order:
+- "default" (the model bundled in the package), or "random:<preset>" (random weights, e.g.
+  "random:tiny") for tests and benchmarks;
+- a local folder in one of three layouts, told apart by their config file:
+    ours      `config.json` (our LRMConfig) + `model.safetensors`
+    OpenLRM   `config.json` (12 upstream kwargs) + `model.safetensors` or `pytorch_model.bin`
+    TripoSR   `config.yaml` + `model.ckpt` (or `model.safetensors`)
+- a short alias (`openlrm-mix-base`, `triposr`, ... see ALIASES) or a Hugging Face hub id
+  (`zxhezexin/openlrm-obj-large-1.1`, `stabilityai/TripoSR`): downloaded through
+  huggingface_hub into its normal cache (HF_HOME / HF_HUB_CACHE; HF_HUB_OFFLINE=1 uses the
+  cache only), then loaded like a folder.
+Upstream layouts are converted in memory (lrm.convert) and loaded strictly: every upstream key
+is consumed and every parameter filled, or a CheckpointError names the offending keys. Pickles
+are read with torch.load(weights_only=True) only. Weights under a non-commercial licence print
+it once per process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from lrm.configs import from_dict
+from lrm.convert.reader import name_list, read_weights
 from lrm.errors import CheckpointError, LRMError
 from lrm.model.lrm import CONFIG_NAME, LRM, WEIGHTS_NAME, LRMConfig
 
 BUNDLED_DIR = Path(__file__).parent / "assets" / "default"
+OPENLRM_IDS = [f"zxhezexin/openlrm-{data}-{size}-1.1" for data in ("obj", "mix") for size in ("small", "base", "large")]
+TRIPOSR_ID = "stabilityai/TripoSR"
+ALIASES = {
+    **{i.split("/")[1].removesuffix("-1.1"): i for i in OPENLRM_IDS},
+    **{i.split("/")[1]: i for i in OPENLRM_IDS},
+    "triposr": TRIPOSR_ID,
+}
+LICENSE_URLS = {"CC-BY-NC-4.0": "https://creativecommons.org/licenses/by-nc/4.0/"}
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_license_shown: set[str] = set()
+
+Files = Callable[[str], "Path | None"]  # file name -> local path, None if absent
+
+
+class FilesMissing(LRMError):
+    """A folder or hub repo lacks the config or weights file of every supported layout."""
 
 
 def strict_load(model: LRM, state: dict[str, torch.Tensor], source: str) -> None:
@@ -34,21 +64,16 @@ def strict_load(model: LRM, state: dict[str, torch.Tensor], source: str) -> None
     shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     problems = []
     if missing:
-        problems.append(f"missing keys: {_names(missing)}")
+        problems.append(f"missing keys: {name_list(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_names(unexpected)}")
+        problems.append(f"unexpected keys: {name_list(unexpected)}")
     if shapes:
-        problems.append("shape mismatch: " + _names(
+        problems.append("shape mismatch: " + name_list(
             [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes]))
     if problems:
         raise CheckpointError(f"{source}: " + "; ".join(problems))
     cast = {k: v.to(dtype=own[k].dtype) for k, v in state.items()}
     model.load_state_dict(cast, strict=True, assign=True)
-
-
-def _names(keys: list[str], limit: int = 6) -> str:
-    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
 
 
 @contextlib.contextmanager
@@ -71,27 +96,140 @@ def build_empty(cfg: LRMConfig) -> LRM:
         return LRM(cfg)
 
 
-def load_folder(folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LRM:
-    """Load our own layout: config.json + model.safetensors."""
-    import json
+def notice_license(cfg: LRMConfig) -> None:
+    """Print a non-commercial weights licence to stderr, once per process and licence."""
+    if "NC" not in cfg.license.upper().split("-") or cfg.license in _license_shown:
+        return
+    _license_shown.add(cfg.license)
+    url = LICENSE_URLS.get(cfg.license, "")
+    print(f"lrm: note: the {cfg.name} weights are licensed {cfg.license} (non-commercial use only, "
+          f"attribution required){': ' + url if url else ''}", file=sys.stderr)
 
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
-    cfg_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not cfg_path.is_file() or not weights.is_file():
-        raise LRMError(f"{folder}: expected {CONFIG_NAME} and {WEIGHTS_NAME} in the folder")
+def _read_json(path: Path) -> dict:
     try:
-        cfg = from_dict(LRMConfig, json.loads(cfg_path.read_text()), str(cfg_path))
-    except json.JSONDecodeError as exc:
-        raise LRMError(f"{cfg_path}: not valid JSON ({exc})") from None
-    try:
-        state = load_file(str(weights), device=str(device))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{weights}: cannot read safetensors ({exc})") from None
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LRMError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise LRMError(f"{path}: expected a JSON object")
+    return data
+
+
+def _first(get: Files, names: tuple[str, ...], where: str, what: str) -> Path:
+    for n in names:
+        path = get(n)
+        if path is not None:
+            return path
+    raise FilesMissing(f"{where}: no {what} weights ({' or '.join(names)})")
+
+
+def load_converted(get: Files, where: str, name: str | None = None) -> tuple[LRMConfig, dict[str, torch.Tensor]]:
+    """Read any supported layout from `get` -> (our config, our state dict), strictly converted.
+
+    `where` names the folder or hub repo in messages; `name` becomes the model's name.
+    """
+    cfg_json = get(CONFIG_NAME)
+    if cfg_json is not None:
+        data = _read_json(cfg_json)
+        from lrm.convert.openlrm import config_from_openlrm, convert_openlrm_state, is_openlrm_config
+
+        if is_openlrm_config(data):
+            cfg = config_from_openlrm(data, name, str(cfg_json))
+            weights = _first(get, (WEIGHTS_NAME, "pytorch_model.bin"), where, "OpenLRM")
+            return cfg, convert_openlrm_state(read_weights(weights), cfg, str(weights))
+        cfg = from_dict(LRMConfig, data, str(cfg_json))
+        return cfg, read_weights(_first(get, (WEIGHTS_NAME,), where, "model"))
+    cfg_yaml = get("config.yaml")
+    if cfg_yaml is not None:
+        from lrm.convert.triposr import config_from_triposr, convert_triposr_state, parse_yaml
+
+        cfg = config_from_triposr(parse_yaml(cfg_yaml.read_text(), str(cfg_yaml)), name or "triposr", str(cfg_yaml))
+        weights = _first(get, (WEIGHTS_NAME, "model.ckpt"), where, "TripoSR")
+        return cfg, convert_triposr_state(read_weights(weights), cfg, str(weights))
+    raise FilesMissing(f"{where}: no {CONFIG_NAME} or config.yaml: not an lrm, OpenLRM or TripoSR model")
+
+
+def _to_model(cfg: LRMConfig, state: dict[str, torch.Tensor], source: str,
+              device: str | torch.device, dtype: torch.dtype) -> LRM:
     model = build_empty(cfg)
-    strict_load(model, state, str(weights))
+    strict_load(model, state, source)
+    notice_license(cfg)
     return model.to(device=device, dtype=dtype).eval()
+
+
+def load_folder(folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LRM:
+    """Load a local folder in our, OpenLRM's or TripoSR's layout."""
+    folder = Path(folder)
+
+    def get(n: str) -> Path | None:
+        return folder / n if (folder / n).is_file() else None
+
+    cfg, state = load_converted(get, str(folder))
+    return _to_model(cfg, state, str(folder), device, dtype)
+
+
+class HubFiles:
+    """File getter over a hub repo through huggingface_hub's cache; errors become LRMErrors.
+
+    Files that are neither cached nor downloadable (offline, no network) are listed in
+    `unreachable`; files the repo does not have are simply absent (None)."""
+
+    def __init__(self, repo_id: str, absent: tuple[str, ...] = ()) -> None:
+        self.repo_id = repo_id
+        self.unreachable: list[str] = []
+        self._seen: dict[str, Path | None] = dict.fromkeys(absent)  # known absent: never asked for
+
+    def __call__(self, filename: str) -> Path | None:
+        if filename not in self._seen:
+            self._seen[filename] = self._download(filename)
+        return self._seen[filename]
+
+    def _download(self, filename: str) -> Path | None:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
+                                           LocalEntryNotFoundError, RepositoryNotFoundError)
+
+        repo = self.repo_id
+        try:
+            return Path(hf_hub_download(repo, filename))
+        except LocalEntryNotFoundError:  # not cached, and offline or the hub is unreachable
+            self.unreachable.append(filename)
+            return None
+        except EntryNotFoundError:  # the repo has no such file
+            return None
+        except GatedRepoError:
+            raise LRMError(f"{repo} is gated on the hub: accept its terms on huggingface.co "
+                           "and log in (`hf auth login`)") from None
+        except RepositoryNotFoundError:
+            raise LRMError(f"{repo}: no such model on the Hugging Face hub (or it is private)") from None
+        except (HfHubHTTPError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise LRMError(f"{repo}: download of {filename} failed ({type(exc).__name__}: {first})") from None
+
+
+def _hub_cache_error(repo_id: str) -> LRMError:
+    from huggingface_hub import constants
+
+    offline = bool(constants.HF_HUB_OFFLINE)
+    how = ("HF_HUB_OFFLINE=1 forbids downloading; unset it to download" if offline
+           else "the hub could not be reached; check the network")
+    return LRMError(f"{repo_id} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {how}, "
+                    f"or download its files elsewhere and pass the folder to --model")
+
+
+def load_hub(repo_id: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LRM:
+    """Download (or find in the cache) a hub repo in any supported layout, then load it."""
+    # TripoSR has no config.json (nor model.safetensors on its main branch): do not ask for them.
+    triposr = repo_id.lower() == TRIPOSR_ID.lower()
+    files = HubFiles(repo_id, absent=(CONFIG_NAME, WEIGHTS_NAME) if triposr else ())
+    try:
+        cfg, state = load_converted(files, repo_id, name=repo_id.split("/")[1].lower())
+    except FilesMissing:
+        if files.unreachable:
+            raise _hub_cache_error(repo_id) from None
+        raise
+    return _to_model(cfg, state, repo_id, device, dtype)
 
 
 def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LRM:
@@ -111,6 +249,15 @@ def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise LRMError(f"{name}: a model must be a folder (config.json + model.safetensors)")
+            raise LRMError(f"{name}: a model must be a folder (config.json + model.safetensors, "
+                           "or an OpenLRM / TripoSR folder)")
         return load_folder(path, device, dtype)
-    raise LRMError(f"unknown model {name!r}: not a local folder, preset or known hub id")
+    repo_id = ALIASES.get(name.lower(), name)
+    if _HUB_ID.match(repo_id):
+        return load_hub(repo_id, device, dtype)
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), [a for a in ALIASES if not a.endswith("-1.1")], n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise LRMError(f"unknown model {name!r}: not a local folder, alias ({', '.join(a for a in ALIASES if not a.endswith('-1.1'))}) "
+                   f"or hub id (owner/name){hint}")

@@ -61,36 +61,41 @@ def test_reconstruct_end_to_end(tmp_path, model_dir, rgba_image, tiny_model, cap
     assert "skipping 1" in capsys.readouterr().err
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lrm", *args], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
-
-
-def _assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("lrm: error:"), proc.stderr
+def _assert_one_line_error(code: int, err: str, fragment: str) -> None:
+    assert code == 2, (code, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lrm: error:"), err
     assert fragment in lines[0], lines[0]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in err
 
 
-def test_bad_inputs(tmp_path, model_dir, rgba_image):
+def test_bad_input_through_the_console_script(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lrm", "reconstruct", str(tmp_path / "missing.png"), "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    _assert_one_line_error(proc.returncode, proc.stderr, "no such file")
+
+
+def test_bad_inputs(tmp_path, model_dir, rgba_image, capsys):
     out = tmp_path / "out"
-    _assert_one_line_error(_run_cli("reconstruct", str(tmp_path / "missing.png"), "-o", str(out)), "no such file")
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    _assert_one_line_error(_run_cli("reconstruct", str(corrupt), "-o", str(out), "--model", str(model_dir)),
-                           "cannot read image")
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    _assert_one_line_error(_run_cli("reconstruct", str(empty), "-o", str(out), "--model", str(model_dir)),
-                           "cannot read image")
-    _assert_one_line_error(_run_cli("reconstruct", str(rgba_image), "-o", str(out), "--model", "no-such-model"),
-                           "unknown model")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _assert_one_line_error(_run_cli("reconstruct", str(rgba_image), "-o", str(blocker / "sub")),
-                           "not writable")
+    cases = [
+        ([str(tmp_path / "missing.png"), "-o", str(out)], "no such file"),
+        ([str(corrupt), "-o", str(out), "--model", str(model_dir)], "cannot read image"),
+        ([str(empty), "-o", str(out), "--model", str(model_dir)], "cannot read image"),
+        ([str(rgba_image), "-o", str(out), "--model", "no-such-model"], "unknown model"),
+        ([str(rgba_image), "-o", str(blocker / "sub")], "not writable"),
+        ([str(rgba_image), "-o", str(out), "--mesh-resolution", "4"], "--mesh-resolution"),
+    ]
+    for args, fragment in cases:
+        code = main(["reconstruct", *args])
+        _assert_one_line_error(code, capsys.readouterr().err, fragment)
+    assert not any(out.glob("*/mesh.*"))  # nothing half-written
 
 
 def test_zero_size_array_is_rejected():

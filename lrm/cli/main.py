@@ -16,9 +16,9 @@ from lrm.errors import LRMError
 
 def _commands() -> list[ModuleType]:
     # Imported here so `lrm --help` stays fast; listed explicitly (no registry).
-    from lrm.cli import fit, reconstruct
+    from lrm.cli import convert, demo, fit, reconstruct
 
-    return [reconstruct, fit]
+    return [reconstruct, convert, demo, fit]
 
 
 def build_parser() -> argparse.ArgumentParser:

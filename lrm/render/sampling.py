@@ -23,8 +23,11 @@ def stratified(
     """n depths per ray between near and far.
 
     near, far: [...] -> t: [..., n]
-    "endpoints" (OpenLRM): t_k = near + (k + U_k)/(n - 1)*(far - near), U_k = 0 unless a
-    generator is given, then U_k ~ U[0, 1) (the last sample may then pass `far`).
+    "endpoints" (OpenLRM): t_k = near + (k + U_k)/(n - 1)*(far - near), U_k ~ U[0, 1) with a
+    generator (upstream's jitter; the last sample may pass `far`), else U_k = 0.5, its mean.
+    (U_k = 0 would put the first and last samples exactly on the box faces, where the in-box
+    test of OpenLRM's renderer is decided by float rounding: renders would then differ by up to
+    ~0.02 between two correct implementations or devices.)
     "midpoints" (TripoSR): t_k = near*(1 - τ_k) + far*τ_k with τ_k = (k + 0.5)/n.
     """
     k = torch.arange(n, device=near.device, dtype=torch.float32)
@@ -34,10 +37,9 @@ def stratified(
         return near[..., None] * (1 - tau) + far[..., None] * tau
     step = span / (n - 1)
     t = near[..., None] + k * step
-    if generator is not None:
-        u = torch.rand(t.shape, generator=generator, device=t.device)
-        t = t + u * step
-    return t
+    if generator is None:
+        return t + 0.5 * step
+    return t + torch.rand(t.shape, generator=generator, device=t.device) * step
 
 
 def smooth_weights(weights: torch.Tensor) -> torch.Tensor:

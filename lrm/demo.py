@@ -1,0 +1,104 @@
+"""A local web demo (Gradio): upload a photo, get a mesh viewer, a GLB/OBJ download and a turntable.
+
+`lrm demo [--model NAME] [--port 7860]`. The work is done by `DemoSession.predict`, which uses
+the same `Reconstructor` as the CLI and is tested without Gradio; `build_ui` only wires widgets.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lrm.errors import LRMError
+from lrm.pipeline import Reconstructor
+
+
+@dataclass
+class DemoResult:
+    preview: np.ndarray  # [S, S, 3] float, what the model saw
+    glb: Path  # mesh for the 3D viewer (viewer frame)
+    obj: Path  # the same mesh as OBJ
+    video: Path | None  # turntable (mp4, or gif without ffmpeg)
+    message: str  # per-stage timings, or the reason a stage failed
+
+
+class DemoSession:
+    def __init__(self, rec: Reconstructor, workdir: str | Path | None = None) -> None:
+        self.rec = rec
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lrm-demo-"))
+        self.counter = 0
+
+    def predict(
+        self,
+        image: np.ndarray,
+        remove_bg: bool = True,
+        foreground_ratio: float | None = None,
+        mesh_resolution: int | None = None,
+        texture: bool = False,
+        video_frames: int = 30,
+    ) -> DemoResult:
+        """image: [H, W, 3|4] uint8 -> outputs written under a fresh folder of `workdir`."""
+        from lrm.video import write_video
+
+        if image is None:
+            raise LRMError("upload an image first")
+        self.counter += 1
+        out = self.workdir / f"{self.counter:04d}"
+        out.mkdir(parents=True, exist_ok=True)
+        if foreground_ratio is not None:
+            self.rec.inference.foreground_ratio = foreground_ratio
+        result = self.rec.reconstruct(image, remove_bg=remove_bg, mesh_resolution=mesh_resolution,
+                                      texture=texture)
+        glb, obj = result.save_mesh(out / "mesh.glb"), result.save_mesh(out / "mesh.obj")
+        video = None
+        timings = dict(result.timings)
+        if video_frames > 0:
+            t = time.perf_counter()
+            c2w, intr = self.rec.orbit(video_frames)
+            frames = self.rec.render_views(result.planes, c2w, intr)["rgb"]
+            video = write_video(frames, out / "turntable.mp4", fps=min(30, video_frames))
+            timings["video"] = time.perf_counter() - t
+        message = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+        return DemoResult(result.image, glb, obj, video, message)
+
+
+def build_ui(session: DemoSession):
+    """Gradio Blocks around `session.predict` (gradio imported lazily: the `demo` extra)."""
+    try:
+        import gradio as gr
+    except ImportError:
+        raise LRMError("the demo needs Gradio: pip install 'lrm[demo]'") from None
+
+    def run(image, remove_bg, ratio, resolution, texture, frames):
+        try:
+            r = session.predict(image, remove_bg, ratio, int(resolution), texture, int(frames))
+        except LRMError as exc:
+            raise gr.Error(str(exc)) from None
+        return r.preview, str(r.glb), [str(r.glb), str(r.obj)], str(r.video) if r.video else None, r.message
+
+    inf = session.rec.inference
+    with gr.Blocks(title="lrm: one image to 3D") as ui:
+        gr.Markdown(f"# lrm — one image to 3D\nModel: `{session.rec.model.cfg.name}`. "
+                    "Use an RGBA image, or let rembg remove the background.")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="input", type="numpy", image_mode="RGBA")
+                remove_bg = gr.Checkbox(value=True, label="remove background (needs lrm[rembg])")
+                ratio = gr.Slider(0.5, 1.0, value=inf.foreground_ratio, step=0.05, label="foreground ratio")
+                resolution = gr.Slider(64, 512, value=inf.mesh_resolution, step=32, label="mesh resolution")
+                texture = gr.Checkbox(value=False, label="bake a UV texture")
+                frames = gr.Slider(0, 120, value=30, step=1, label="turntable frames (0 = none)")
+                button = gr.Button("reconstruct", variant="primary")
+            with gr.Column():
+                preview = gr.Image(label="what the model saw", interactive=False)
+                viewer = gr.Model3D(label="mesh")
+                files = gr.File(label="download", file_count="multiple")
+                video = gr.Video(label="turntable")
+                message = gr.Textbox(label="timings", interactive=False)
+        button.click(run, [image, remove_bg, ratio, resolution, texture, frames],
+                     [preview, viewer, files, video, message])
+    return ui

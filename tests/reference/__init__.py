@@ -1,0 +1,1 @@
+"""Slow, obviously-correct reference implementations of the upstream models (from ../shared/spec)."""
