@@ -38,8 +38,20 @@ def _args(model_dir, out, *extra):
     base = ["reconstruct", "-o", str(out), "--model", str(model_dir), "--no-mesh", "--views", "2",
             "--render-size", "16", "--source-size", "64", "--dtype", "fp32", "--threads", "1"]
     if _has_mesh():
-        base = [a for a in base if a != "--no-mesh"] + ["--mesh-resolution", "24", "--mesh-threshold", "0.3"]
+        base = [a for a in base if a != "--no-mesh"] + ["--mesh-resolution", "24", "--mesh-threshold",
+                                                        f"{_mesh_threshold(model_dir):.6f}"]
     return base + list(extra)
+
+
+def _mesh_threshold(model_dir) -> float:
+    """The median density of the toy model's field: a surface for every test image."""
+    import torch
+
+    from lrm.pipeline import Reconstructor
+
+    rec = Reconstructor(str(model_dir), device="cpu", dtype="fp32")
+    planes = rec.encode(np.full((64, 64, 3), 0.5, np.float32))
+    return float(torch.quantile(rec.density_fn(planes)(torch.rand(4096, 3) * 2 - 1), 0.5))
 
 
 def _has_mesh() -> bool:
