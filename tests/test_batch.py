@@ -51,7 +51,8 @@ def _mesh_threshold(model_dir) -> float:
 
     rec = Reconstructor(str(model_dir), device="cpu", dtype="fp32")
     planes = rec.encode(np.full((64, 64, 3), 0.5, np.float32))
-    return float(torch.quantile(rec.density_fn(planes)(torch.rand(4096, 3) * 2 - 1), 0.5))
+    xyz = torch.rand(4096, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return float(torch.quantile(rec.density_fn(planes)(xyz), 0.5))
 
 
 def _has_mesh() -> bool:
