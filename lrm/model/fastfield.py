@@ -45,6 +45,7 @@ class FoldedField:
         self.bias1 = first.bias.detach().float() if first.bias is not None else None
         self.weights = [(m.weight.detach().float().t().contiguous(),
                          None if m.bias is None else m.bias.detach().float()) for m in self.rest]
+        self.fused = _fused_linear(planes.device, field.cfg.activation, self.rest)
         self.pairs = torch.tensor(field.cfg.axes)  # [3, 2] axis pairs (column, row)
         self.plane_base = torch.arange(3) * (w + 2)  # [3] first border row of each plane
         self.radius = field.cfg.radius
@@ -81,6 +82,8 @@ class FoldedField:
 
     def mlp(self, h: torch.Tensor) -> torch.Tensor:
         """h: [N, hidden] first-layer pre-activation -> raw outputs [N, 4]"""
+        if self.fused is not None:
+            return self.fused(self.act(h))
         for wt, bias in self.weights:
             h = self.act(h)
             h = torch.addmm(bias, h, wt) if bias is not None else h @ wt
@@ -107,3 +110,32 @@ class FoldedField:
             out = torch.cat(outs, 1)
         out = out.reshape(b, n, 4)
         return out[..., 0], self.field.color(out[..., 1:])
+
+
+def _fused_linear(device: torch.device, activation: str, layers: list[nn.Linear]):
+    """The hidden layers as oneDNN linear+activation ops (CPU builds with mkldnn; ~30% faster
+    than addmm + activation on 64-wide layers), or None to use addmm. Checked on a probe."""
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if device.type != "cpu" or op is None or not torch.backends.mkldnn.is_available():
+        return None
+    act = "relu" if activation == "relu" else "swish"
+    params = [(m.weight.detach().float().contiguous(), m.bias.detach().float() if m.bias is not None else None)
+              for m in layers]
+
+    def run(h: torch.Tensor) -> torch.Tensor:
+        for i, (w, b) in enumerate(params):
+            h = op(h, w, b, act if i < len(params) - 1 else "none", [], "")
+        return h
+
+    try:
+        probe = torch.randn(8, layers[0].in_features)
+        ref = probe
+        for i, m in enumerate(layers):
+            ref = F.linear(ref, m.weight.float(), None if m.bias is None else m.bias.float())
+            if i < len(layers) - 1:
+                ref = F.relu(ref) if activation == "relu" else F.silu(ref)
+        if not torch.allclose(run(probe), ref, atol=1e-4, rtol=1e-4):
+            return None
+    except (RuntimeError, TypeError):
+        return None
+    return run
