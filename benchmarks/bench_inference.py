@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.environ.get("LRM_BENCH_ROOT", str(Path(__file__).resolve().parents[1])))
 
 ARCHS = {"base": "openlrm-base", "triposr": "triposr"}
 
@@ -128,6 +128,45 @@ def child(job: dict) -> dict:
     return out
 
 
+def baseline_child(job: dict) -> dict:
+    """The starting code (`--baseline REV`, imported from a git worktree of REV): only the APIs it
+    had (load_model, LRM.forward / render); its fp32 path, no mesh module."""
+    from safetensors.torch import load_file
+
+    from lrm import cameras
+    from lrm.hub import load_model
+
+    torch.set_num_threads(job["threads"])
+    out = {}
+    model, out["load"] = _timed(lambda: load_model(job["model"]))
+    cfg = model.cfg
+    x = torch.rand(1, 3, cfg.inference.source_size, cfg.inference.source_size)
+    cams = model.source_camera(1) if model.camera_embedder is not None else None
+    with torch.inference_mode():
+        if job["repeat"] > 1:
+            model(x, cams)
+        _, out["encode"] = _timed(lambda: model(x, cams))
+        fit = load_file(str(Path(job["fit"]) / "fit.safetensors"))
+        model.field.load_state_dict({k[6:]: v for k, v in fit.items() if k.startswith("field.")})
+        inf = cfg.inference
+        c2w = cameras.orbit_cameras(8, inf.view_distance, inf.view_elevation, inf.front_azimuth)[1:2]
+        k = cameras.intrinsics(inf.view_focal, 1)
+        _, out["view256"] = _timed(lambda: model.render(fit["planes"], c2w[None], k[None], 256))
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    out["dtype"] = "float32"
+    return out
+
+
+def _baseline_tree(rev: str, cache: Path) -> Path:
+    """A git worktree of `rev` (made once, detached) to import the starting code from."""
+    tree = cache / f"baseline-{rev}"
+    if not (tree / "lrm").is_dir():
+        repo = Path(__file__).resolve().parents[1]
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True,
+                       capture_output=True)
+    return tree
+
+
 # --- parent: run the children, print the tables ----------------------------------------
 def _accuracy(work: Path, arch: str) -> dict:
     import trimesh
@@ -159,10 +198,13 @@ def main() -> None:
     p.add_argument("--dtype", default="auto", help="fast-mode forward precision (default: auto)")
     p.add_argument("--mesh-resolution", type=int, default=384, help="0 skips meshing (default: 384)")
     p.add_argument("--quick", action="store_true", help="no warm-up forward (default: one warm-up)")
+    p.add_argument("--baseline", default=None, metavar="REV",
+                   help="also time the code at git revision REV (load, triplane, view) as mode 'before'")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(json.loads(args.child))))
+        job = json.loads(args.child)
+        print("RESULT " + json.dumps(baseline_child(job) if job["mode"] == "before" else child(job)))
         return
 
     from lrm.device import configure_allocator, physical_cores
@@ -186,12 +228,15 @@ def main() -> None:
             torch.manual_seed(0)
             LRM(PRESETS[preset]()).save_pretrained(model_dir)
         fit = args.fit_base if arch == "base" else args.fit_triposr
-        for mode in args.modes.split(","):
+        for mode in (["before"] if args.baseline else []) + args.modes.split(","):
             job = {"arch": arch, "mode": mode, "model": str(model_dir), "fit": fit, "threads": threads,
                    "dtype": args.dtype, "mesh_resolution": args.mesh_resolution, "work": str(work),
                    "repeat": 1 if args.quick else 2}
+            env = dict(os.environ)
+            if mode == "before":
+                env["LRM_BENCH_ROOT"] = str(_baseline_tree(args.baseline, Path(args.cache)))
             proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True,
-                                  text=True)
+                                  text=True, env=env)
             lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
             if proc.returncode or not lines:
                 print(f"{arch}/{mode} failed:\n{proc.stderr[-3000:]}")
@@ -205,6 +250,7 @@ def print_tables(results: dict, peaks: dict, args, work: Path) -> None:
     from lrm.model.presets import PRESETS
 
     fp32 = peaks["fp32"]
+    modes = (["before"] if args.baseline else []) + args.modes.split(",")
     for arch in args.archs.split(","):
         cfg = PRESETS[ARCHS[arch]]()
         side = cfg.inference.source_size
@@ -213,22 +259,24 @@ def print_tables(results: dict, peaks: dict, args, work: Path) -> None:
         mesh = args.mesh_resolution**3 * field_flops(cfg)
         print(f"\n{ARCHS[arch]} (forward {fwd / 1e12:.2f} TFLOP at {side} px; 256² view {view / 1e12:.2f} TFLOP and "
               f"{args.mesh_resolution}³ grid {mesh / 1e12:.2f} TFLOP of reference field queries)")
-        print("| stage | " + " | ".join(f"{m} s | {m} ×fp32 peak" for m in args.modes.split(",")) + " | speed-up |")
-        print("|---|" + "---|---|" * len(args.modes.split(",")) + "---|")
+        refs = [m for m in modes if m != "fast"] if "fast" in modes else []
+        print("| stage | " + " | ".join(f"{m} s | {m} ×fp32 peak" for m in modes) + " | "
+              + " | ".join(f"fast vs {m}" for m in refs) + " |")
+        print("|---|" + "---|---|" * len(modes) + "---|" * len(refs))
         rows = [("load", None), ("encode", fwd), ("view256", view), ("mesh", mesh), ("export", None),
                 ("reconstruct", None)]
         for stage, flops in rows:
-            cells, times = [], []
-            for mode in args.modes.split(","):
+            cells, times = [], {}
+            for mode in modes:
                 r = results.get((arch, mode), {})
                 t = r.get(stage)
-                times.append(t)
+                times[mode] = t
                 ratio = f"{flops / t / 1e9 / fp32:.2f}" if (t and flops) else ""
                 cells.append(f"{t:.2f} | {ratio}" if t is not None else "– | ")
-            speed = f"{times[0] / times[1]:.1f}×" if len(times) == 2 and all(times) else ""
-            print(f"| {stage} | " + " | ".join(cells) + f" | {speed} |")
-        rss = [f"{results.get((arch, m), {}).get('peak_rss_gb', float('nan')):.2f}" for m in args.modes.split(",")]
-        print(f"| peak RSS GB | " + " | ".join(f"{x} | " for x in rss) + " |")
+            speed = [f"{times[m] / times['fast']:.1f}×" if times[m] and times["fast"] else "" for m in refs]
+            print(f"| {stage} | " + " | ".join(cells) + " | " + " | ".join(speed) + " |")
+        rss = [f"{results.get((arch, m), {}).get('peak_rss_gb', float('nan')):.2f}" for m in modes]
+        print("| peak RSS GB | " + " | ".join(f"{x} | " for x in rss) + " |" * len(refs))
         fast = results.get((arch, "fast"), {})
         acc = _accuracy(work, arch)
         print(f"fast mode: forward {fast.get('dtype', '?')}, plane rel. error {fast.get('plane_rel_err', float('nan')):.4f}, "
