@@ -27,7 +27,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -221,7 +220,8 @@ def main() -> None:
     print(f"threads {threads}, load average {os.getloadavg()[0]:.1f}; matmul peaks (GFLOP/s): "
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
           + f"; bf16/fp32 {peaks['bf16'] / peaks['fp32']:.2f}, int8/fp32 {peaks['int8'] / peaks['fp32']:.2f}")
-    work = Path(tempfile.mkdtemp(prefix="lrm-bench-"))
+    work = Path(args.cache) / f"work-{os.getpid()}"  # views and meshes compared at the end
+    work.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str], dict] = {}
     for arch in args.archs.split(","):
         preset = ARCHS[arch]
