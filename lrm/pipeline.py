@@ -64,6 +64,8 @@ class Reconstructor:
     def __init__(self, model: LRM | str = "default", device: str = "auto", dtype: Precision = "fp32",
                  exact: bool = False) -> None:
         self.device = resolve_device(device)
+        if exact and dtype == "auto":
+            dtype = "fp32"
         if self.device.type == "cpu":
             configure_allocator()
         if isinstance(model, LRM):
