@@ -7,6 +7,7 @@
     ours      `config.json` (our LRMConfig) + `model.safetensors`
     OpenLRM   `config.json` (12 upstream kwargs) + `model.safetensors` or `pytorch_model.bin`
     TripoSR   `config.yaml` + `model.ckpt` (or `model.safetensors`)
+  or a training run folder (`lrm train`): its newest intact checkpoint;
 - a short alias (`openlrm-mix-base`, `triposr`, ... see ALIASES) or a Hugging Face hub id
   (`zxhezexin/openlrm-obj-large-1.1`, `stabilityai/TripoSR`): downloaded through
   huggingface_hub into its normal cache (HF_HOME / HF_HUB_CACHE; HF_HUB_OFFLINE=1 uses the
@@ -251,6 +252,13 @@ def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype
         if not path.is_dir():
             raise LRMError(f"{name}: a model must be a folder (config.json + model.safetensors, "
                            "or an OpenLRM / TripoSR folder)")
+        if not (path / WEIGHTS_NAME).is_file() and (path / "checkpoints").is_dir():  # a training run
+            from lrm.train.checkpoint import latest_valid
+
+            found = latest_valid(path)
+            if found is None:
+                raise LRMError(f"{name}: a training run folder without an intact checkpoint")
+            path = found
         return load_folder(path, device, dtype)
     repo_id = ALIASES.get(name.lower(), name)
     if _HUB_ID.match(repo_id):

@@ -42,7 +42,6 @@ def _mesh_threshold(model) -> float:
 
 
 def test_reconstruct_end_to_end(tmp_path, model_dir, rgba_image, tiny_model, capsys):
-    pytest.importorskip("lrm.mesh.extract")  # TODO(lead): remove once the mesh module lands
     thr = _mesh_threshold(tiny_model)
     out = tmp_path / "out"
     code = main(["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir), "--mesh-resolution",

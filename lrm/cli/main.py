@@ -16,9 +16,9 @@ from lrm.errors import LRMError
 
 def _commands() -> list[ModuleType]:
     # Imported here so `lrm --help` stays fast; listed explicitly (no registry).
-    from lrm.cli import convert, demo, fit, reconstruct
+    from lrm.cli import convert, data, demo, fit, reconstruct, train
 
-    return [reconstruct, convert, demo, fit]
+    return [reconstruct, convert, demo, train, data, fit]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,8 +10,9 @@
         mesh.ply                    # optional: the normalised ground-truth mesh (geometry)
         meta.json                   # written last: {"id", "source", "license", "faces", "split", ...}
 
-Cameras follow lrm.cameras: OpenGL camera-to-world, world Z up, the object centred and scaled
-so that its bounding box's longest side spans [-1, 1]; intrinsics normalised (fx/W, fy/H, cx/W, cy/H).
+Cameras follow lrm.cameras: OpenGL camera-to-world, world Z up, the object centred inside the box
+[-1, 1]³ (dataset.json "fit": "sphere" = within the unit ball, "box" = longest side 2);
+intrinsics normalised (fx/W, fy/H, cx/W, cy/H). PNGs hold straight (non-premultiplied) alpha.
 An object folder is complete iff it has meta.json; it is written under a temporary name and
 renamed into place, so a killed writer never leaves a complete-looking partial object.
 """
@@ -53,17 +54,20 @@ def is_complete(root: str | Path, object_id: str) -> bool:
     return (object_dir(root, object_id) / "meta.json").is_file()
 
 
-def write_object(root: str | Path, obj: ObjectViews, mesh_ply: bytes | None = None) -> Path:
-    """Write one object atomically (temp folder + rename). Returns its folder."""
+def write_object(root: str | Path, obj: ObjectViews, mesh_ply: bytes | None = None, png_level: int = 6) -> Path:
+    """Write one object atomically (temp folder + rename). Returns its folder.
+
+    png_level: PNG compression level, 1 (fast) to 9 (small); pixels are identical either way.
+    """
     final = object_dir(root, obj.id)
     tmp = final.parent / f".tmp-{obj.id}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         for i, img in enumerate(obj.rgba):
-            Image.fromarray(img, "RGBA").save(tmp / f"rgba_{i:03d}.png")
+            Image.fromarray(img, "RGBA").save(tmp / f"rgba_{i:03d}.png", compress_level=png_level)
         ring = obj.ring_rgba if obj.ring_rgba is not None else np.zeros((0, 1, 1, 4), np.uint8)
         for i, img in enumerate(ring):
-            Image.fromarray(img, "RGBA").save(tmp / f"ring_{i:03d}.png")
+            Image.fromarray(img, "RGBA").save(tmp / f"ring_{i:03d}.png", compress_level=png_level)
         np.savez(
             tmp / "cameras.npz",
             c2w=obj.c2w.astype(np.float32),
@@ -86,10 +90,18 @@ def write_object(root: str | Path, obj: ObjectViews, mesh_ply: bytes | None = No
 
 
 def _write_json_synced(path: Path, data: Any) -> None:
-    with open(path, "w") as f:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w") as f:
         json.dump(data, f)
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def mesh_path(root: str | Path, object_id: str) -> Path | None:
+    """The object's normalised ground-truth mesh (mesh.ply, same world frame as the cameras), if saved."""
+    path = object_dir(root, object_id) / "mesh.ply"
+    return path if path.is_file() else None
 
 
 def read_meta(root: str | Path, object_id: str) -> dict[str, Any]:
@@ -133,7 +145,7 @@ def index_dataset(root: str | Path) -> list[dict[str, Any]]:
     metas = sorted(
         (json.loads(p.read_text()) for p in (root / "objects").glob("*/meta.json")), key=lambda m: m["id"]
     )
-    tmp = root / "manifest.jsonl.tmp"
+    tmp = root / f".manifest.jsonl.{uuid.uuid4().hex[:8]}"  # unique: shards may index at once
     tmp.write_text("".join(json.dumps(m) + "\n" for m in metas))
     os.replace(tmp, root / "manifest.jsonl")
     return metas

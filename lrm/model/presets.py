@@ -86,6 +86,7 @@ def tiny() -> LRMConfig:
     cfg.transformer = TransformerConfig(block="openlrm", dim=192, layers=4, heads=4, context_dim=128,
                                         mod_dim=128, token_res=16)
     cfg.inference.mesh_resolution = 192
+    cfg.inference.foreground_ratio = 0.6  # median object size in view 0 of the lrm-data renders
     cfg.license = "Apache-2.0"
     return cfg
 

@@ -1,0 +1,1 @@
+"""Image losses and metrics shared by the trainer and `lrm evaluate`."""

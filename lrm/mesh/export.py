@@ -1,0 +1,117 @@
+"""Write a Mesh as GLB, OBJ (+ MTL + PNG when textured) or PLY, atomically.
+
+Output frame: `frame` is a [3, 3] rotation whose rows are the output axes expressed in the
+model's world frame (Z up), so v_out = frame @ v. Callers pass
+`lrm.cameras.world_to_view_frame(cfg.inference.front_azimuth)`: the output is then Y up with
+the input photo's camera on +Z, so a glTF viewer shows the object the way the photo does.
+With frame=None the vertices stay in the model frame (Z up), as upstream OpenLRM/TripoSR CLIs
+write them.
+
+GLB and OBJ carry smooth vertex normals (area-weighted, equal across texture seams).
+Colours: vertex colours go out as uint8 (clipped, rounded). A textured mesh is written with a
+PBR material whose baseColorTexture is the PNG (GLB: embedded; OBJ: `map_Kd <stem>.png` in
+`<stem>.mtl`); its vertex colours are left out there, since glTF multiplies the texture by them.
+PLY has no textures: it gets vertex colours (sampled from the texture if needed).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lrm.errors import LRMError
+from lrm.mesh.types import Mesh, vertex_colors_u8
+
+FORMATS = (".glb", ".obj", ".ply")
+
+
+def export_mesh(mesh: Mesh, path: str | Path, frame=None) -> Path:
+    """Write `mesh` to `path` (format from the suffix: .glb, .obj, .ply) -> the path written.
+
+    frame: [3, 3] rotation (numpy or torch) from the model's Z-up world to the output frame."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise LRMError(f"cannot write mesh {str(path)!r}: unknown format, use one of {', '.join(FORMATS)}")
+    if len(mesh.faces) == 0:
+        raise LRMError(f"refusing to write an empty mesh to {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vertices = apply_frame(mesh.vertices, frame)
+    if suffix == ".ply":
+        colors = mesh.colors if mesh.colors is not None or not mesh.textured else sample_texture(mesh, mesh.uv)
+        tm = _trimesh(vertices, mesh.faces, colors)
+        _write_atomic(path, tm.export(file_type="ply"))
+    elif suffix == ".glb":
+        tm = _trimesh(vertices, mesh.faces, mesh.colors, mesh, name=path.stem)
+        _write_atomic(path, tm.export(file_type="glb", include_normals=True))
+    else:
+        from trimesh.exchange.obj import export_obj
+
+        tm = _trimesh(vertices, mesh.faces, mesh.colors, mesh, name=path.stem)
+        if mesh.textured:
+            text, files = export_obj(tm, include_normals=True, include_texture=True, return_texture=True,
+                                     mtl_name=f"{path.stem}.mtl")
+            for name, data in files.items():  # the texture and material first, the OBJ last
+                _write_atomic(path.with_name(name), data)
+        else:
+            text = export_obj(tm, include_normals=True, include_texture=False, include_color=mesh.colors is not None)
+        _write_atomic(path, text.encode())
+    return path
+
+
+def apply_frame(vertices: np.ndarray, frame) -> np.ndarray:
+    """vertices: [N, 3]; frame: [3, 3] proper rotation or None -> [N, 3] float32"""
+    if frame is None:
+        return vertices
+    r = np.asarray(frame.detach().cpu() if hasattr(frame, "detach") else frame, dtype=np.float64)
+    if r.shape != (3, 3) or not np.allclose(r @ r.T, np.eye(3), atol=1e-5) or np.linalg.det(r) < 0:
+        raise ValueError(f"frame must be a 3x3 rotation (a reflection would flip the faces), got {r.tolist()}")
+    return (vertices.astype(np.float64) @ r.T).astype(np.float32)
+
+
+def sample_texture(mesh: Mesh, uv: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of mesh.texture at uv: [N, 2] (origin bottom-left) -> rgb [N, 3] in [0, 1]"""
+    tex = mesh.texture.astype(np.float32) / 255.0
+    h, w = tex.shape[:2]
+    x = np.clip(uv[:, 0] * w - 0.5, 0, w - 1)
+    y = np.clip((1 - uv[:, 1]) * h - 0.5, 0, h - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = tex[y0, x0] * (1 - fx) + tex[y0, x1] * fx
+    bottom = tex[y1, x0] * (1 - fx) + tex[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _trimesh(vertices, faces, colors, mesh: Mesh | None = None, name: str = "mesh"):
+    import trimesh
+
+    normals = None if mesh is None else Mesh(vertices, faces).vertex_normals()  # smooth shading
+
+    if mesh is not None and mesh.textured:
+        from PIL import Image
+
+        material = trimesh.visual.material.PBRMaterial(
+            name=name, baseColorTexture=Image.fromarray(mesh.texture), baseColorFactor=[255, 255, 255, 255],
+            metallicFactor=0.0, roughnessFactor=1.0,
+        )
+        visual = trimesh.visual.TextureVisuals(uv=mesh.uv, material=material)
+        return trimesh.Trimesh(vertices, faces, visual=visual, vertex_normals=normals, process=False)
+    vc = None if colors is None else vertex_colors_u8(colors)
+    return trimesh.Trimesh(vertices, faces, vertex_colors=vc, vertex_normals=normals, process=False)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename over `path`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,173 @@
+"""Training checkpoints: written atomically, verified on load, the newest K kept.
+
+    RUN_DIR/checkpoints/step-000123/
+      config.json, model.safetensors   # the model, loadable by lrm.hub.load_model
+      trainer.pt                       # optimizer, scheduler, RNG states, data position
+      accelerate/                      # sharded states (FSDP / DeepSpeed runs only)
+      manifest.json                    # written last: size and sha256 of every other file
+
+A checkpoint is written into `.tmp-step-…`, every file fsynced, then the folder is renamed
+into place: a killed writer leaves no complete-looking checkpoint. On load, a folder whose
+manifest is missing or whose files differ from it in size or hash is reported and skipped,
+and the previous checkpoint is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrm.configs import to_dict
+from lrm.model.lrm import CONFIG_NAME, WEIGHTS_NAME, LRMConfig
+
+CHECKPOINTS = "checkpoints"
+MANIFEST = "manifest.json"
+TRAINER_STATE = "trainer.pt"
+FORMAT = "lrm-train-checkpoint-1"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def step_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"step-{step:06d}"
+
+
+def temp_dir(run_dir: str | Path, step: int) -> Path:
+    """Where checkpoint `step` is assembled (the same path on every rank)."""
+    return Path(run_dir) / CHECKPOINTS / f".tmp-step-{step:06d}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rng_state() -> dict[str, Any]:
+    """torch, numpy and python RNG states as tensors and lists (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, list(internal), py_gauss],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, py_gauss = state["python"]
+    random.setstate((version, tuple(internal), py_gauss))
+
+
+def write_model(folder: Path, cfg: LRMConfig, state: dict[str, torch.Tensor]) -> None:
+    """config.json + model.safetensors in the layout lrm.hub.load_folder reads."""
+    from safetensors.torch import save_file
+
+    (folder / CONFIG_NAME).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+
+
+def finalize(tmp: Path, final: Path, step: int) -> Path:
+    """Write the manifest of everything in `tmp` (fsynced), then rename `tmp` to `final`."""
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
+    for p in files:
+        _fsync(p)
+    manifest = {"format": FORMAT, "step": step,
+                "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+                          for p in files}}
+    with open(tmp / MANIFEST, "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync(tmp)
+    if final.exists():  # the same step saved again (e.g. after a resume): swap out the old one
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync(final.parent)
+    return final
+
+
+def verify(folder: Path) -> str | None:
+    """None if the checkpoint is complete and intact, else the reason it is not."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return "no manifest.json (incomplete write)"
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        return f"unreadable manifest.json ({exc})"
+    for name in (CONFIG_NAME, WEIGHTS_NAME, TRAINER_STATE):
+        if name not in files:
+            return f"manifest lists no {name}"
+    for name, info in files.items():
+        p = folder / name
+        if not p.is_file():
+            return f"{name} is missing"
+        size = p.stat().st_size
+        if size != info["size"]:
+            return f"{name} has {size} bytes, the manifest says {info['size']} (truncated or replaced)"
+        if _sha256(p) != info["sha256"]:
+            return f"{name} does not match its sha256 in the manifest (corrupt)"
+    return None
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of the checkpoint folders of a run, oldest first (not verified)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    return sorted(found)
+
+
+def latest_valid(run_dir: str | Path) -> Path | None:
+    """The newest intact checkpoint of a run; each newer broken one is reported with a warning."""
+    for _, folder in reversed(list_checkpoints(run_dir)):
+        reason = verify(folder)
+        if reason is None:
+            return folder
+        warnings.warn(f"checkpoint {folder} is unusable: {reason}; trying the previous one", stacklevel=2)
+    return None
+
+
+def prune(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints, and leftover temp folders."""
+    root = Path(run_dir) / CHECKPOINTS
+    for p in root.glob(".tmp-step-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    ckpts = list_checkpoints(run_dir)
+    for _, folder in ckpts[: max(0, len(ckpts) - max(1, keep))]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_trainer_state(folder: Path) -> dict[str, Any]:
+    return torch.load(folder / TRAINER_STATE, map_location="cpu", weights_only=True)

@@ -1,0 +1,170 @@
+"""Training configuration: typed dataclasses, read from TOML, saved resolved as JSON.
+
+A config file names a model preset and may override any field of it in a `[model]` table
+(nested like `LRMConfig`); every other table maps to one dataclass below. Unknown keys are errors.
+
+    preset = "tiny"
+    [model.render]
+    samples = 16
+    [data]
+    root = "data/debian"
+    ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lrm.configs import from_dict, to_dict
+from lrm.errors import LRMError
+from lrm.model.lrm import LRMConfig
+
+TRAIN_CONFIG_NAME = "train_config.json"
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # dataset folder in the lrm-mv-1 format (lrm.data.format)
+    split: str = "train"  # split of the training objects
+    val_split: str = "val"  # split of the held-out objects used for validation ("" = none)
+    side_views: int = 3  # supervision views per sample besides the input view
+    source_view: int = -1  # index of the input view (-1: a random view, as OpenLRM)
+    supervise_source: bool = True  # also render and supervise the input view (OpenLRM: yes)
+    render_low: int = 64  # smallest full resolution of a supervision view
+    render_high: int = 128  # largest full resolution of a supervision view
+    region: int = 32  # side of the rendered crop (pixels of the full-resolution view)
+    backgrounds: tuple[float, ...] = (0.0, 0.5, 1.0)  # grey levels drawn per supervision view
+    source_background: float = 1.0  # grey level behind the input view (OpenLRM: white)
+    workers: int = 0  # DataLoader worker processes per rank (0 = load in the main process)
+
+
+@dataclass
+class LossConfig:
+    mse: float = 1.0  # weight of the pixel MSE
+    lpips: float = 1.0  # weight of LPIPS-VGG (0 or absent weights: not computed)
+    tv: float = 5e-4  # weight of the total variation of the triplanes
+    mask: float = 0.0  # weight of the opacity-vs-alpha MSE (0 = off, as OpenLRM)
+    lpips_weights: str = ""  # folder or hub id with VGG16 + LPIPS heads ("" = look in caches)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 4e-4  # peak learning rate
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
+    weight_decay: float = 0.05  # decay of all weights except biases and norm parameters
+    warmup: int = 3000  # optimizer steps of linear warm-up from 1e-10 to lr, then cosine to 0
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny"  # model preset that `model` starts from (lrm.model.presets)
+    model: LRMConfig = field(default_factory=LRMConfig)  # resolved model architecture
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 1000  # optimizer steps of the whole run (sets the cosine schedule)
+    batch_size: int = 4  # samples per process per optimizer step
+    accumulation: int = 1  # micro-batches per optimizer step (each of batch_size samples)
+    seed: int = 42  # seeds data order, augmentation, render jitter and initialisation
+    mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto: bf16 where the hardware has it
+    render_samples: int = 0  # stratified samples per ray in training renders (0 = the model's)
+    render_importance: int = -1  # importance samples per ray in training renders (-1 = the model's)
+    grad_checkpointing: bool = False  # recompute encoder/transformer activations in backward
+    checkpoint_every: int = 500  # steps between checkpoints (the last step always saves)
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    val_every: int = 500  # steps between validations (0 = never)
+    val_objects: int = 4  # held-out objects in the validation
+    val_views: int = 3  # rendered views per validation object
+    val_resolution: int = 64  # side of validation renders
+    log_every: int = 10  # steps between logged scalars
+    encoder_init: str = ""  # DINO/DINOv2 weights for a new model's encoder ("" = random)
+    init: str = ""  # model to fine-tune from (anything lrm.hub.load_model accepts)
+    run_dir: str = "runs/default"  # output folder: checkpoints, logs, validation images
+
+
+def _merge(cls: type, base: Any, data: dict[str, Any], where: str) -> Any:
+    """A copy of dataclass instance `base` with the fields in `data` replaced (recursively)."""
+    if not isinstance(data, dict):
+        raise LRMError(f"{where}: expected a table, got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise LRMError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
+    merged = to_dict(base)
+    for key, value in data.items():
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current):
+            merged[key] = to_dict(_merge(type(current), current, value, f"{where}.{key}"))
+        else:
+            merged[key] = value
+    return from_dict(cls, merged, where)
+
+
+def _check(tp: Any, value: Any, where: str) -> None:
+    """Raise an LRMError naming `where` unless `value` fits type hint `tp`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        for f in dataclasses.fields(tp):
+            _check(hints[f.name], getattr(value, f.name), f"{where}.{f.name}")
+        return
+    if origin is Literal:
+        ok = value in args
+    elif origin is tuple:
+        kinds = [args[0]] * len(value) if args and args[-1] is Ellipsis else list(args)
+        ok = isinstance(value, tuple) and len(value) == len(kinds)
+        for i, (kind, item) in enumerate(zip(kinds, value) if ok else ()):
+            _check(kind, item, f"{where}[{i}]")
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp in (str, bool):
+        ok = isinstance(value, tp)
+    else:
+        ok = True
+    if not ok:
+        raise LRMError(f"{where}: {value!r} is not a valid {getattr(tp, '__name__', tp)}")
+
+
+def resolve(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    """Build a TrainConfig from a parsed file: the preset's model, then the file's overrides."""
+    from lrm.model.presets import PRESETS
+
+    preset = data.get("preset", TrainConfig.preset)
+    if preset not in PRESETS:
+        raise LRMError(f"{where}: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    base = TrainConfig(preset=preset, model=PRESETS[preset]())
+    cfg = _merge(TrainConfig, base, data, where)
+    _check(TrainConfig, cfg, where)
+    return cfg
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML config (or a resolved JSON one written by a run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LRMError(f"{path}: config file not found")
+    try:
+        if path.suffix == ".json":
+            cfg = from_dict(TrainConfig, json.loads(path.read_text()), str(path))
+            _check(TrainConfig, cfg, f"{path}: config")
+            return cfg
+        return resolve(tomllib.loads(path.read_text()), f"{path}: config")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise LRMError(f"{path}: cannot parse ({exc})") from None
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    tmp.replace(path)

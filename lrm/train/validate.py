@@ -1,0 +1,48 @@
+"""Validation on held-out objects: PSNR of deterministic renders, and an image grid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image
+
+from lrm.model.lrm import LRM
+from lrm.train.losses import psnr
+
+
+@torch.no_grad()
+def validate(model: LRM, items: list[dict], resolution: int) -> tuple[float, np.ndarray]:
+    """Render each item's target views on white (no jitter) from its input view.
+
+    items: see lrm.train.data.validation_items -> (mean PSNR in dB, grid [H, W, 3] uint8 with
+    one row per object: input, then render / target pairs)."""
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    scores, rows = [], []
+    for item in items:
+        planes = model(item["source"].to(dev), item["source_camera"].to(dev))
+        out = model.render(planes, item["c2w"].to(dev), item["intrinsics"].to(dev), resolution, background=1.0)
+        pred, target = out["rgb"].float().clamp(0, 1).cpu(), item["target"]
+        scores.append(float(psnr(pred, target)))
+        source = torch.nn.functional.interpolate(item["source"], size=(resolution, resolution),
+                                                 mode="bilinear", antialias=True, align_corners=False)
+        tiles = [source[0]] + [t for v in range(pred.shape[1]) for t in (pred[0, v], target[0, v])]
+        rows.append(torch.cat(tiles, dim=-1))
+    model.train(was_training)
+    width = max(r.shape[-1] for r in rows)
+    rows = [torch.nn.functional.pad(r, (0, width - r.shape[-1]), value=1.0) for r in rows]
+    grid = rearrange(torch.cat(rows, dim=-2), "c h w -> h w c")
+    return float(np.mean(scores)), (grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def save_grid(grid: np.ndarray, path: Path) -> None:
+    """Write a PNG atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(grid).save(tmp, format="PNG")
+    os.replace(tmp, path)
