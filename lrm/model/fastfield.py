@@ -54,20 +54,24 @@ class FoldedField:
         """xyz: [B, N, 3] world -> row indices into `table` [B*N, 12], bilinear weights [B*N, 12]."""
         b, n, _ = xyz.shape
         w = self.w
-        uv = (xyz.float() / self.radius)[..., self.pairs]  # [B, N, 3, 2]: (column, row) per plane
-        g = ((uv + 1) * w - 1) / 2  # grid_sample's unnormalisation, align_corners=False
+        # grid_sample's unnormalisation ((u + 1) * w - 1) / 2, align_corners=False, per axis once
+        g = xyz.reshape(b * n, 3).float() * (w / (2 * self.radius)) + (w - 1) / 2  # [BN, 3]
         g0 = g.floor()
-        f = g - g0  # [B, N, 3, 2] bilinear fractions
+        f = g - g0  # bilinear fractions
         # +1 for the zero border; out-of-range taps land on the border (value 0)
-        i0 = g0.clamp(-2, w).long()
-        i1 = (i0 + 2).clamp(max=w + 1)
-        i0 = i0.clamp(min=-1) + 1
-        base = self.plane_base.to(xyz.device) + (torch.arange(b, device=xyz.device) * 3 * (w + 2))[:, None, None]
-        r0 = (base + i0[..., 1]) * (w + 2)  # [B, N, 3]
-        r1 = (base + i1[..., 1]) * (w + 2)
-        x0, x1 = i0[..., 0], i1[..., 0]
-        idx = torch.stack([r0 + x0, r0 + x1, r1 + x0, r1 + x1], -1)  # [B, N, 3, 4]
-        fx, fy = f[..., 0], f[..., 1]
+        i0 = g0.clamp_(-2, w).long()
+        i1 = (i0 + 2).clamp_(max=w + 1)
+        i0 = i0.clamp_(min=-1).add_(1)
+        cols, rows = self.pairs[:, 0], self.pairs[:, 1]  # [3] axis giving each plane's column / row
+        base = self.plane_base.to(xyz.device)
+        if b > 1:
+            batch = torch.arange(b, device=xyz.device).repeat_interleave(n)[:, None] * (3 * (w + 2))
+            base = base + batch  # [BN, 3]
+        r0 = (base + i0[:, rows]) * (w + 2)  # [BN, 3]
+        r1 = (base + i1[:, rows]) * (w + 2)
+        x0, x1 = i0[:, cols], i1[:, cols]
+        idx = torch.stack([r0 + x0, r0 + x1, r1 + x0, r1 + x1], -1)  # [BN, 3, 4]
+        fx, fy = f[:, cols], f[:, rows]
         gx, gy = 1 - fx, 1 - fy
         wts = torch.stack([gx * gy, fx * gy, gx * fy, fx * fy], -1)
         return idx.reshape(b * n, 12), wts.reshape(b * n, 12)
