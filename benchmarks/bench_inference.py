@@ -12,7 +12,9 @@ size), so the PSNR / Chamfer columns measure the whole fast path against the exa
 
 Stages: load (model + Reconstructor, int8 quantisation included); image -> triplane; one 256²
 view (fast: occupancy grid included); mesh at --mesh-resolution with vertex colours; the whole
-reconstruct (preprocess + triplane + mesh + GLB export, load excluded); peak RSS. Ratios:
+reconstruct (preprocess + triplane + mesh + GLB export, load excluded); peak RSS. Times are wall
+seconds with the process CPU seconds in brackets (all threads; with --threads 1 the CPU time is
+what an idle core would take, the wall time what this possibly busy machine took). Ratios:
 achieved GFLOP/s over the machine's fp32 matmul peak measured in the same run (for the field
 stages, reference FLOPs: what the exact path computes for the same output). Timings on a shared
 machine are noisy: compare within one run (the load average is printed).
@@ -77,6 +79,16 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
+class Stages(dict):
+    """stage -> wall seconds, plus stage + "_cpu" -> process CPU seconds (all threads)."""
+
+    def run(self, name: str, fn):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        self[name], self[name + "_cpu"] = time.perf_counter() - t, time.process_time() - c
+        return out
+
+
 # --- one configuration, in a child process ---------------------------------------------
 def child(job: dict) -> dict:
     from lrm.device import configure_threads
@@ -85,17 +97,17 @@ def child(job: dict) -> dict:
 
     configure_threads(job["threads"])
     exact = job["mode"] == "exact"
-    out = {}
-    rec, out["load"] = _timed(lambda: Reconstructor(job["model"], device="cpu",
-                                                    dtype="fp32" if exact else job["dtype"], exact=exact))
+    out = Stages()
+    rec = out.run("load", lambda: Reconstructor(job["model"], device="cpu", dtype="fp32" if exact else job["dtype"],
+                                                exact=exact))
     out["dtype"] = str(rec.compute_dtype).removeprefix("torch.")
     yy, xx = np.mgrid[:512, :512]
     img = np.zeros((512, 512, 4), np.float32)
     img[(yy - 260) ** 2 + (xx - 250) ** 2 < 180**2] = [0.9, 0.6, 0.2, 1.0]
-    rgb, out["preprocess"] = _timed(lambda: rec.preprocess(img, remove_bg=False))
+    rgb = out.run("preprocess", lambda: rec.preprocess(img, remove_bg=False))
     if job["repeat"] > 1:
         rec.encode(rgb)  # warm-up: weight pages, allocator
-    raw, out["encode"] = _timed(lambda: rec.encode(rgb))
+    raw = out.run("encode", lambda: rec.encode(rgb))
     work = Path(job["work"])
     if exact:
         torch.save(raw, work / f"{job['arch']}-planes-exact.pt")
@@ -107,7 +119,7 @@ def child(job: dict) -> dict:
         out["plane_rel_err"] = float((raw - ref).norm() / ref.norm())
         planes = planes + (raw - ref) * (planes.std() / ref.std())
     c2w, intr = rec.orbit(8)
-    view, out["view256"] = _timed(lambda: rec.render_views(planes, c2w[1:2], intr[1:2], size=256)["rgb"][0])
+    view = out.run("view256", lambda: rec.render_views(planes, c2w[1:2], intr[1:2], size=256)["rgb"][0])
     np.save(work / f"{job['arch']}-{job['mode']}-view.npy", view)
     try:
         import lrm.mesh.extract  # noqa: F401
@@ -116,12 +128,13 @@ def child(job: dict) -> dict:
     else:
         lrm_mesh = True
     if lrm_mesh and job["mesh_resolution"]:
-        mesh, out["mesh"] = _timed(lambda: rec.extract_mesh(planes, resolution=job["mesh_resolution"]))
+        mesh = out.run("mesh", lambda: rec.extract_mesh(planes, resolution=job["mesh_resolution"]))
         out["faces"] = len(mesh.faces)
         result = Reconstruction(planes, rgb, mesh, np.eye(3, dtype=np.float32))
-        _, out["export"] = _timed(lambda: result.save_mesh(work / f"{job['arch']}-{job['mode']}.glb"))
+        out.run("export", lambda: result.save_mesh(work / f"{job['arch']}-{job['mode']}.glb"))
         np.savez(work / f"{job['arch']}-{job['mode']}-mesh.npz", v=mesh.vertices, f=mesh.faces)
-        out["reconstruct"] = out["preprocess"] + out["encode"] + out["mesh"] + out["export"]
+        for suffix in ("", "_cpu"):
+            out["reconstruct" + suffix] = sum(out[k + suffix] for k in ("preprocess", "encode", "mesh", "export"))
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     out["threads"] = torch.get_num_threads()
     return out
@@ -136,21 +149,21 @@ def baseline_child(job: dict) -> dict:
     from lrm.hub import load_model
 
     torch.set_num_threads(job["threads"])
-    out = {}
-    model, out["load"] = _timed(lambda: load_model(job["model"]))
+    out = Stages()
+    model = out.run("load", lambda: load_model(job["model"]))
     cfg = model.cfg
     x = torch.rand(1, 3, cfg.inference.source_size, cfg.inference.source_size)
     cams = model.source_camera(1) if model.camera_embedder is not None else None
     with torch.inference_mode():
         if job["repeat"] > 1:
             model(x, cams)
-        _, out["encode"] = _timed(lambda: model(x, cams))
+        out.run("encode", lambda: model(x, cams))
         fit = load_file(str(Path(job["fit"]) / "fit.safetensors"))
         model.field.load_state_dict({k[6:]: v for k, v in fit.items() if k.startswith("field.")})
         inf = cfg.inference
         c2w = cameras.orbit_cameras(8, inf.view_distance, inf.view_elevation, inf.front_azimuth)[1:2]
         k = cameras.intrinsics(inf.view_focal, 1)
-        _, out["view256"] = _timed(lambda: model.render(fit["planes"], c2w[None], k[None], 256))
+        out.run("view256", lambda: model.render(fit["planes"], c2w[None], k[None], 256))
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     out["dtype"] = "float32"
     return out
@@ -262,7 +275,7 @@ def print_tables(results: dict, peaks: dict, args, work: Path) -> None:
         print(f"\n{ARCHS[arch]} (forward {fwd / 1e12:.2f} TFLOP at {side} px; 256² view {view / 1e12:.2f} TFLOP and "
               f"{args.mesh_resolution}³ grid {mesh / 1e12:.2f} TFLOP of reference field queries)")
         refs = [m for m in modes if m != "fast"] if "fast" in modes else []
-        print("| stage | " + " | ".join(f"{m} s | {m} ×fp32 peak" for m in modes) + " | "
+        print("| stage | " + " | ".join(f"{m} s (cpu s) | {m} ×fp32 peak" for m in modes) + " | "
               + " | ".join(f"fast vs {m}" for m in refs) + " |")
         print("|---|" + "---|---|" * len(modes) + "---|" * len(refs))
         rows = [("load", None), ("encode", fwd), ("view256", view), ("mesh", mesh), ("export", None),
@@ -274,7 +287,8 @@ def print_tables(results: dict, peaks: dict, args, work: Path) -> None:
                 t = r.get(stage)
                 times[mode] = t
                 ratio = f"{flops / t / 1e9 / fp32:.2f}" if (t and flops) else ""
-                cells.append(f"{t:.2f} | {ratio}" if t is not None else "– | ")
+                cpu = r.get(stage + "_cpu")
+                cells.append(f"{t:.2f} ({cpu:.2f}) | {ratio}" if t is not None else "– | ")
             speed = [f"{times[m] / times['fast']:.1f}×" if times[m] and times["fast"] else "" for m in refs]
             print(f"| {stage} | " + " | ".join(cells) + " | " + " | ".join(speed) + " |")
         rss = [f"{results.get((arch, m), {}).get('peak_rss_gb', float('nan')):.2f}" for m in modes]
