@@ -3,20 +3,25 @@
 - device "auto": CUDA if available, else CPU.
 - dtype "fp32": exact (the numerics of the published implementations).
   "bf16": bf16 autocast for matmuls/attention (parameters stay fp32).
+  "int8" (CPU only): dynamic int8 for the big Linear layers of the encoder and transformer
+  (`lrm.model.quant`); everything else fp32.
   "auto": bf16 where the hardware computes it fast (CUDA with bf16 support; CPUs with AVX-512 BF16
-  or AMX), fp32 elsewhere — on CPUs without native bf16, bf16 matmuls are slower than fp32.
+  or AMX); on other CPUs int8 (their bf16 matmuls are ~3x slower than fp32, int8 ~2x faster);
+  fp32 elsewhere.
+The field decoder always runs in fp32 (it is small, and the density feeds thresholds).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator, Literal
 
 import torch
 
 from lrm.errors import LRMError
 
-Precision = Literal["fp32", "bf16", "auto"]
+Precision = Literal["fp32", "bf16", "int8", "auto"]
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -41,25 +46,98 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype:
-    """The autocast dtype to use: torch.float32 (no autocast) or torch.bfloat16."""
+    """The compute dtype of the forward pass: torch.float32 (no autocast), torch.bfloat16
+    (autocast) or torch.int8 (quantised Linear layers, CPU)."""
+    from lrm.model.quant import int8_available
+
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
         return torch.bfloat16
+    if precision == "int8":
+        if device.type != "cpu":
+            raise LRMError("--dtype int8 runs on the CPU only; use bf16 on GPUs")
+        if not int8_available():
+            raise LRMError("this PyTorch build has no CPU int8 matmul (torch._int_mm); use fp32")
+        return torch.int8
     if precision != "auto":
-        raise LRMError(f"unknown precision {precision!r}; use fp32, bf16 or auto")
+        raise LRMError(f"unknown precision {precision!r}; use fp32, bf16, int8 or auto")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+        if cpu_has_fast_bf16():
+            return torch.bfloat16
+        return torch.int8 if int8_available() else torch.float32
     return torch.float32
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.int8: "int8"}.get(dtype, str(dtype))
 
 
 @contextlib.contextmanager
 def autocast(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """bf16 autocast on `device` when dtype is bf16; a no-op for fp32."""
-    if dtype == torch.float32:
+    """bf16 autocast on `device` when dtype is bf16; a no-op for fp32 and int8."""
+    if dtype != torch.bfloat16:
         yield
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (logical CPUs in its affinity / threads per core)."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_core = 1
+    try:
+        siblings = open("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").read().strip()
+        per_core = max(1, sum(b - a + 1 for a, b in
+                              (tuple(map(int, (r.split("-") * 2)[:2])) for r in siblings.split(","))))
+    except (OSError, ValueError):
+        pass
+    return max(1, logical // per_core)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads and return the number used.
+
+    threads: an explicit count; None: the LRM_THREADS environment variable, else the physical
+    cores not busy with other work (cores minus the 1-minute load average, at least 1). On a
+    shared machine an oversubscribed thread pool is several times slower than one thread: each
+    parallel region waits for its slowest, descheduled thread (docs/performance.md).
+    """
+    if threads is None and os.environ.get("LRM_THREADS"):
+        try:
+            threads = int(os.environ["LRM_THREADS"])
+        except ValueError:
+            raise LRMError(f"LRM_THREADS={os.environ['LRM_THREADS']!r} is not an integer") from None
+    if threads is None:
+        cores = physical_cores()
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        threads = max(1, min(cores, round(cores - load + 0.25)))
+    if threads < 1:
+        raise LRMError(f"thread count must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def configure_allocator() -> bool:
+    """Keep freed memory in the process heap (glibc only), returns whether it applied.
+
+    glibc serves blocks above 32 MB with fresh mmap()s, so every large activation is
+    page-faulted and zeroed again: on the 2-core VM this made a 37 MB elementwise op 4-7x slower
+    than the arithmetic (docs/performance.md). Raising the mmap and trim thresholds reuses the
+    heap instead; peak RSS is unchanged.
+    """
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False

@@ -19,13 +19,15 @@ import numpy as np
 import torch
 
 from lrm import cameras
-from lrm.device import Precision, autocast, resolve_device, resolve_precision
+from lrm.device import Precision, autocast, configure_allocator, resolve_device, resolve_precision
 from lrm.hub import load_model
 from lrm.model.lrm import LRM, InferenceConfig
 from lrm.preprocess import ImageInput, prepare
 
 if TYPE_CHECKING:
     from lrm.mesh.types import Mesh
+
+OCCUPANCY_RESOLUTION = 64  # cells per side of the empty-space grid used when rendering (fast mode)
 
 
 @dataclass
@@ -49,17 +51,35 @@ class Reconstructor:
     """Holds a loaded model and runs the reconstruction stages on it.
 
     model: an LRM, or a name for `lrm.hub.load_model` ("default", a preset alias, hub id, folder).
-    device: "auto" | "cpu" | "cuda[:N]"; dtype: "fp32" (exact) | "bf16" | "auto".
+    device: "auto" | "cpu" | "cuda[:N]"; dtype: "fp32" (exact) | "bf16" | "int8" (CPU) | "auto",
+    the precision of the image -> triplane forward pass (lrm.device).
+    exact: the reference code path everywhere (the published numerics with dtype fp32). Otherwise
+    the field is queried with `FoldedField` (equal to float round-off), rendering skips empty
+    space (`lrm.render.occupancy`, each pixel within ~3e-3) and meshes are extracted coarse to
+    fine; see docs/performance.md.
     `self.inference` holds the per-family defaults (a copy of the model's); override its fields.
+    An int8 dtype quantises the model's Linear layers in place (pass a copy to keep the original).
     """
 
-    def __init__(self, model: LRM | str = "default", device: str = "auto", dtype: Precision = "fp32") -> None:
+    def __init__(self, model: LRM | str = "default", device: str = "auto", dtype: Precision = "fp32",
+                 exact: bool = False) -> None:
         self.device = resolve_device(device)
+        if exact and dtype == "auto":
+            dtype = "fp32"
+        if self.device.type == "cpu":
+            configure_allocator()
         if isinstance(model, LRM):
             self.model = model.to(self.device).eval()
         else:
             self.model = load_model(model, device=self.device)
         self.compute_dtype = resolve_precision(dtype, self.device)
+        if self.compute_dtype == torch.int8:
+            from lrm.model.quant import is_quantized, quantize_
+
+            if not is_quantized(self.model):
+                quantize_(self.model)
+        self.exact = exact
+        self._fast: dict = {}  # cache of fast_field
         self.inference: InferenceConfig = dataclasses.replace(self.model.cfg.inference)
 
     @contextmanager
@@ -86,17 +106,41 @@ class Reconstructor:
             planes = self.model(x, cams)
         return planes.float()
 
+    def fast_field(self, planes: torch.Tensor, occupancy: bool = False):
+        """The inference field of `planes` [1, 3, C, h, w] -> (FoldedField, OccupancyGrid or None),
+        cached for the last planes seen (the grid is built on the first render)."""
+        from lrm.model.fastfield import FoldedField
+        from lrm.render.occupancy import occupancy_grid, skip_threshold
+
+        key = (id(planes), planes.data_ptr())
+        if self._fast.get("key") != key:  # "planes" is kept so that its id is not reused
+            self._fast = {"key": key, "planes": planes, "folded": FoldedField(self.model.field, planes)}
+        folded = self._fast["folded"]
+        if occupancy and "grid" not in self._fast:
+            self._fast["grid"] = occupancy_grid(
+                lambda xyz: self.model.field.density(folded(xyz[None])[0][0]), self.model.cfg.field.radius,
+                OCCUPANCY_RESOLUTION, skip_threshold(self.model.cfg.render), device=planes.device)
+        return folded, self._fast.get("grid")
+
     def density_fn(self, planes: torch.Tensor):
         """xyz [N, 3] world -> activated density [N] (float32)."""
+        if not self.exact:
+            folded = self.fast_field(planes)[0]
+            return lambda xyz: self.model.field.density(folded(xyz.to(self.device)[None])[0][0])
+
         def fn(xyz: torch.Tensor) -> torch.Tensor:
-            with self._amp():
+            with torch.inference_mode():  # the field runs in fp32 whatever the forward's dtype
                 return self.model.query(planes, xyz.to(self.device)[None])[0][0].float()
         return fn
 
     def color_fn(self, planes: torch.Tensor):
         """xyz [N, 3] world -> rgb [N, 3] in [0, 1] (float32)."""
+        if not self.exact:
+            folded = self.fast_field(planes)[0]
+            return lambda xyz: folded(xyz.to(self.device)[None])[1][0].clamp(0, 1)
+
         def fn(xyz: torch.Tensor) -> torch.Tensor:
-            with self._amp():
+            with torch.inference_mode():
                 return self.model.query(planes, xyz.to(self.device)[None])[1][0].float().clamp(0, 1)
         return fn
 
@@ -114,6 +158,7 @@ class Reconstructor:
             self.model.cfg.field.radius,
             inf.mesh_threshold if threshold is None else threshold,
             color_fn=self.color_fn(planes),
+            method="dense" if self.exact else "sparse",
         )
         if texture:
             from lrm.mesh.texture import bake_texture
@@ -135,11 +180,16 @@ class Reconstructor:
         -> {"rgb": [V, H, W, 3] float in [0, 1], "opacity": [V, H, W]}"""
         size = size or self.inference.render_size
         bg = self.inference.render_background if background is None else background
+        fast = {}
+        if not self.exact:
+            folded, grid = self.fast_field(planes, occupancy=True)
+            fast = {"query": folded, "occupied": grid}
         rgbs, alphas = [], []
         for i in range(0, c2w.shape[0], batch):
-            with self._amp():
+            with torch.inference_mode():  # fp32: rays and compositing are precision-sensitive
                 out = self.model.render(planes, c2w[None, i : i + batch].to(self.device),
-                                        intrinsics[None, i : i + batch].to(self.device), size, background=bg)
+                                        intrinsics[None, i : i + batch].to(self.device), size, background=bg,
+                                        **fast)
             rgbs.append(out["rgb"][0].permute(0, 2, 3, 1).float().clamp(0, 1).cpu())
             alphas.append(out["opacity"][0, :, 0].float().cpu())
         return {"rgb": torch.cat(rgbs).numpy(), "opacity": torch.cat(alphas).numpy()}

@@ -16,9 +16,9 @@ from lrm.errors import LRMError
 
 def _commands() -> list[ModuleType]:
     # Imported here so `lrm --help` stays fast; listed explicitly (no registry).
-    from lrm.cli import convert, data, demo, evaluate, reconstruct, train
+    from lrm.cli import convert, data, demo, evaluate, fit, reconstruct, train
 
-    return [reconstruct, evaluate, convert, demo, train, data]
+    return [reconstruct, evaluate, convert, demo, train, data, fit]
 
 
 def build_parser() -> argparse.ArgumentParser:

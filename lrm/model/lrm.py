@@ -25,7 +25,7 @@ from lrm.model.field import Field, FieldConfig
 from lrm.model.transformer import TransformerConfig, TriplaneTransformer
 from lrm.model.triplane import Upsampler
 from lrm.render.rays import camera_rays
-from lrm.render.renderer import RenderConfig, render_rays
+from lrm.render.renderer import Occupied, Query, RenderConfig, render_rays
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -107,13 +107,17 @@ class LRM(nn.Module):
         anchor: torch.Tensor | None = None,
         background: float | torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        query: Query | None = None,
+        occupied: Occupied | None = None,
     ) -> dict[str, torch.Tensor]:
         """Render V views per triplane.
 
         planes: [B, 3, C, h, w]; c2w: [B, V, 4, 4]; intrinsics: [B, V, 4] normalised;
         resolution: full image side, int or [B, V]; region: side of the rendered crop (default
         the full image); anchor: [B, V, 2] crop top-left (row, col); background: grey level,
-        [B, V] grey levels or [B, V, 3] colours (default the model's render background)
+        [B, V] grey levels or [B, V, 3] colours (default the model's render background);
+        query: field evaluator replacing `self.field` on these planes (e.g. the inference-only
+        `lrm.model.fastfield.FoldedField`); occupied: empty-space test (`lrm.render.occupancy`)
         -> {"rgb": [B, V, 3, r, r], "depth": [B, V, 1, r, r], "opacity": [B, V, 1, r, r]}
         """
         b, v = c2w.shape[:2]
@@ -130,13 +134,14 @@ class LRM(nn.Module):
             bg = bg[..., None].expand(b, v, 3)
         bg = bg.expand(b, v, 3)[:, :, None, :].expand(b, v, rays, 3).reshape(b, v * rays, 3)
         out = render_rays(
-            lambda xyz: self.field(planes, xyz),
+            query if query is not None else (lambda xyz: self.field(planes, xyz)),
             self.field.density,
             origins.reshape(b, v * rays, 3),
             dirs.reshape(b, v * rays, 3),
             bg,
             self.cfg.render,
             generator,
+            occupied,
         )
         rgb = out["rgb"].reshape(b, v, side, side, 3).permute(0, 1, 4, 2, 3)
         depth = out["depth"].reshape(b, v, 1, side, side)

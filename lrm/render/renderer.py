@@ -3,6 +3,9 @@ compositing over a background. Functional: the field is a `query` callable.
 
     query(xyz [B, N, 3]) -> (raw density [B, N], rgb [B, N, 3])
     activation(raw) -> density
+
+This is the reference renderer. With an `occupied` test, `render_rays` hands each chunk to the
+empty-space-skipping twin in `lrm.render.skipping` (inference only).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from lrm.render.rays import ray_box, ray_sphere
 from lrm.render.sampling import Spacing, importance, stratified
 
 Query = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Occupied = Callable[[torch.Tensor], torch.Tensor]  # xyz [B, N, 3] -> bool [B, N]
 
 
 @dataclass
@@ -41,6 +45,19 @@ def _query(query: Query, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return sigma.reshape(b, r, s).float(), rgb.reshape(b, r, s, 3).float()
 
 
+def ray_bounds(origins: torch.Tensor, dirs: torch.Tensor, cfg: RenderConfig) -> tuple[torch.Tensor, ...]:
+    """origins, dirs: [B, R, 3] -> near, far, valid: [B, R] (invalid rays get near 0, far 1)"""
+    half = cfg.radius * (1 - cfg.shrink)
+    if cfg.bounds == "box":
+        near, far = ray_box(origins, dirs, half, cfg.clamp_near)
+    else:
+        near, far = ray_sphere(origins, dirs, half, cfg.clamp_near)
+    valid = (far - near) > cfg.min_extent  # [B, R]
+    near = torch.where(valid, near, torch.zeros_like(near))
+    far = torch.where(valid, far, torch.ones_like(far))
+    return near, far, valid
+
+
 def _render_chunk(
     query: Query,
     activation: Callable[[torch.Tensor], torch.Tensor],
@@ -50,14 +67,7 @@ def _render_chunk(
     cfg: RenderConfig,
     generator: torch.Generator | None,
 ) -> dict[str, torch.Tensor]:
-    half = cfg.radius * (1 - cfg.shrink)
-    if cfg.bounds == "box":
-        near, far = ray_box(origins, dirs, half, cfg.clamp_near)
-    else:
-        near, far = ray_sphere(origins, dirs, half, cfg.clamp_near)
-    valid = (far - near) > cfg.min_extent  # [B, R]
-    near = torch.where(valid, near, torch.zeros_like(near))
-    far = torch.where(valid, far, torch.ones_like(far))
+    near, far, valid = ray_bounds(origins, dirs, cfg)
 
     def points(t: torch.Tensor) -> torch.Tensor:  # [B, R, S] -> [B, R, S, 3]
         return origins[..., None, :] + t[..., None] * dirs[..., None, :]
@@ -96,16 +106,27 @@ def render_rays(
     background: torch.Tensor | float,
     cfg: RenderConfig,
     generator: torch.Generator | None = None,
+    occupied: Occupied | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render rays in chunks of `cfg.chunk`.
 
-    origins, dirs: [B, R, 3]; background: float or broadcastable to [B, R, 3]
+    origins, dirs: [B, R, 3]; background: float or broadcastable to [B, R, 3];
+    occupied: empty-space test (e.g. `lrm.render.occupancy.OccupancyGrid`): skip the field where
+    it is empty, see `lrm.render.skipping` (inference only)
     -> {"rgb": [B, R, 3], "depth": [B, R], "opacity": [B, R]}
     """
     b, r, _ = origins.shape
     bg = torch.as_tensor(background, dtype=torch.float32, device=origins.device).expand(b, r, 3)
+    if occupied is None:
+        chunk_fn = _render_chunk
+    else:
+        from functools import partial
+
+        from lrm.render.skipping import render_chunk_skipping
+
+        chunk_fn = partial(render_chunk_skipping, occupied=occupied)
     outs = [
-        _render_chunk(
+        chunk_fn(
             query, activation, origins[:, i : i + cfg.chunk], dirs[:, i : i + cfg.chunk],
             bg[:, i : i + cfg.chunk], cfg, generator,
         )

@@ -1,0 +1,1 @@
+"""Fitting a triplane field directly to a mesh (`lrm fit`)."""

@@ -1,0 +1,126 @@
+"""Targets for fitting a field to a mesh: normalisation, voxel occupancy, surface colours.
+
+- occupancy: the mesh voxelised on a grid by ray parity along z (exact for closed meshes; a
+  union of closed parts is voxelised part by part), looked up trilinearly;
+- colour: the surface colour (vertex colours, face colours or texture) at area-uniform samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import trimesh
+
+from lrm.errors import LRMError
+
+
+def normalise(mesh: trimesh.Trimesh, radius: float, extent: float) -> trimesh.Trimesh:
+    """Centre the mesh's bounding box at the origin, largest half-extent = extent * radius."""
+    out = mesh.copy()
+    lo, hi = out.bounds
+    half = float((hi - lo).max()) / 2
+    if not half > 0:
+        raise LRMError("the mesh is empty or flat")
+    out.apply_translation(-(lo + hi) / 2)
+    out.apply_scale(extent * radius / half)
+    return out
+
+
+def load_mesh(path: str) -> trimesh.Trimesh:
+    try:
+        mesh = trimesh.load(path, force="mesh")
+    except Exception as exc:  # trimesh raises many types for bad files
+        raise LRMError(f"{path}: cannot load mesh ({type(exc).__name__}: {exc})") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise LRMError(f"{path}: no triangles found")
+    return mesh
+
+
+def _parity_fill(tri: np.ndarray, res: int, radius: float) -> np.ndarray:
+    """Solid voxels of a closed surface by crossing parity along +z. tri: [F, 3, 3] -> bool [X, Y, Z]"""
+    pitch = 2 * radius / res
+    g = (tri + radius) / pitch - 0.5 + 1.234567e-4  # voxel-centre units; offset breaks edge ties
+    lo = np.ceil(g[..., :2].min(1)).astype(np.int64).clip(0, res)  # [F, 2] first covered column
+    hi = np.floor(g[..., :2].max(1)).astype(np.int64).clip(-1, res - 1)
+    nx, ny = (hi - lo + 1).clip(min=0).T
+    counts = nx * ny
+    face = np.repeat(np.arange(len(tri)), counts)
+    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    ix, iy = lo[face, 0] + k // ny[face], lo[face, 1] + k % ny[face]
+    a, b, c = g[face, 0], g[face, 1], g[face, 2]
+    # barycentric coordinates of the column centre in the projected triangle
+    det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = ((ix - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (iy - a[:, 1])) / det
+        v = ((b[:, 0] - a[:, 0]) * (iy - a[:, 1]) - (ix - a[:, 0]) * (b[:, 1] - a[:, 1])) / det
+        hit = (det != 0) & (u >= 0) & (v >= 0) & (u + v <= 1)
+    z = (a[:, 2] + u * (b[:, 2] - a[:, 2]) + v * (c[:, 2] - a[:, 2]))[hit]
+    kz = np.ceil(z).astype(np.int64).clip(0, res)  # first voxel centre above the crossing
+    toggles = np.zeros((res, res, res + 1), np.int32)
+    np.add.at(toggles, (ix[hit], iy[hit], kz), 1)
+    return (np.cumsum(toggles, axis=2)[..., :res] % 2).astype(bool)
+
+
+def voxelize(mesh: trimesh.Trimesh, res: int, radius: float) -> np.ndarray:
+    """bool [X, Y, Z] occupancy of the cells of [-radius, radius]³ (centre inside the mesh)."""
+    merged = mesh.copy()
+    merged.merge_vertices(merge_tex=True, merge_norm=True)
+    parts = merged.split(only_watertight=False)
+    if len(parts) > 1 and all(p.is_watertight for p in parts):  # union of closed parts
+        return np.logical_or.reduce([_parity_fill(np.asarray(p.triangles), res, radius) for p in parts])
+    return _parity_fill(np.asarray(merged.triangles), res, radius)
+
+
+def surface_colors(mesh: trimesh.Trimesh, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n area-uniform surface samples -> points [n, 3], colours [n, 3] in [0, 1]."""
+    pts, face, bary = trimesh.sample.sample_surface(mesh, n, return_barycentric=True, seed=seed)
+    vis = mesh.visual
+    corners = mesh.faces[face]  # [n, 3] vertex ids
+    if isinstance(vis, trimesh.visual.TextureVisuals):
+        mat = vis.material
+        image = getattr(mat, "image", None)
+        if image is None:
+            image = getattr(mat, "baseColorTexture", None)
+        if image is not None and vis.uv is not None:
+            uv = (vis.uv[corners] * bary[..., None]).sum(1)
+            rgba = trimesh.visual.color.uv_to_color(uv, image)
+            return pts, rgba[:, :3] / 255.0
+        return pts, np.broadcast_to(np.asarray(mat.main_color[:3]) / 255.0, (n, 3)).copy()
+    if vis.kind == "vertex":
+        vc = vis.vertex_colors[:, :3].astype(np.float64) / 255.0
+        return pts, (vc[corners] * bary[..., None]).sum(1)
+    if vis.kind == "face":
+        return pts, vis.face_colors[face, :3] / 255.0
+    return pts, np.full((n, 3), 0.7)
+
+
+class MeshTargets:
+    """Occupancy and colour targets of a normalised mesh, sampled in batches."""
+
+    def __init__(self, mesh: trimesh.Trimesh, radius: float, voxels: int, samples: int, seed: int) -> None:
+        self.radius = radius
+        occ = voxelize(mesh, voxels, radius)
+        if not occ.any():
+            raise LRMError("the mesh encloses no volume at this voxel size (is it closed?)")
+        self.occupancy = torch.from_numpy(occ).float().permute(2, 1, 0)[None, None]  # [1, 1, Z, Y, X]
+        pts, cols = surface_colors(mesh, samples, seed)
+        self.surface = torch.from_numpy(pts).float()
+        self.colors = torch.from_numpy(cols).float()
+        self.voxel = 2 * radius / voxels
+
+    def occupancy_at(self, xyz: torch.Tensor) -> torch.Tensor:
+        """xyz: [N, 3] world -> soft occupancy [N] in [0, 1] (trilinear)."""
+        grid = (xyz / self.radius)[None, None, None]  # [1, 1, 1, N, 3] (x, y, z)
+        out = F.grid_sample(self.occupancy, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out.reshape(-1)
+
+    def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """-> xyz [n, 3], occupancy [n], colours [m, 3] of the first m points (near the surface), m"""
+        m, wide = n // 2, n // 4
+        idx = torch.randint(len(self.surface), (m + wide,), generator=gen)
+        near = self.surface[idx[:m]] + torch.randn(m, 3, generator=gen) * self.voxel
+        mid = self.surface[idx[m:]] + torch.randn(wide, 3, generator=gen) * 8 * self.voxel
+        uniform = (torch.rand(n - m - wide, 3, generator=gen) * 2 - 1) * self.radius
+        xyz = torch.cat([near, mid, uniform]).clamp(-self.radius, self.radius)
+        return xyz, self.occupancy_at(xyz), self.colors[idx[:m]], m
