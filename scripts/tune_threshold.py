@@ -1,0 +1,96 @@
+"""Pick a model's mesh iso-level (`inference.mesh_threshold`) on a dataset's validation split.
+
+    python scripts/tune_threshold.py MODEL --data DATASET [--split val] [--objects 24] [--write]
+
+For each object the model reconstructs from view 0; for each candidate level the mesh is
+extracted and rasterised from ring views, and its silhouette is compared with the ring's alpha
+(IoU at alpha 0.5). The level with the best mean IoU wins; `--write` stores it in MODEL's
+config.json (a folder in our format). Validation objects have no ground-truth mesh, so the
+silhouette is the criterion; the test split is never looked at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lrm.data.format import list_objects, read_object
+from lrm.errors import EmptySurfaceError
+from lrm.evaluate.predictors import to_model_frame
+from lrm.evaluate.raster import rasterize
+from lrm.evaluate.sheet import pick_views
+from lrm.pipeline import Reconstructor
+
+
+def silhouette_ious(rec: Reconstructor, dataset: Path, object_id: str, levels: list[float], resolution: int,
+                    views: int, size: int) -> list[float]:
+    """IoU of the mesh silhouette vs the ring alpha for each level (0 where no surface)."""
+    obj = read_object(dataset, object_id, views=[0], ring=True)
+    ring = pick_views(len(obj.ring_rgba), views)
+    to_model = to_model_frame(obj.c2w[0], rec.inference.front_azimuth)
+    c2w = np.einsum("ij,vjk->vik", to_model, obj.ring_c2w[ring].astype(np.float64))
+    alpha_gt = [torch.nn.functional.interpolate(torch.from_numpy(a[..., 3].astype(np.float32) / 255)[None, None],
+                                                size=(size, size), mode="area")[0, 0].numpy() > 0.5
+                for a in obj.ring_rgba[ring]]
+    distance = float(np.linalg.norm(obj.c2w[0][:3, 3]))
+    planes = rec.reconstruct(obj.rgba[0], remove_bg=False, recenter=False, mesh=False,
+                             source_distance=distance).planes
+    out = []
+    for level in levels:
+        try:
+            mesh = rec.extract_mesh(planes, resolution, level)
+        except EmptySurfaceError:
+            out.append(0.0)
+            continue
+        scores = []
+        for k, gt in enumerate(alpha_gt):
+            _, alpha = rasterize(mesh.vertices, mesh.faces, None, c2w[k], obj.ring_intrinsics[ring][k], size)
+            pred = alpha > 0.5
+            scores.append((pred & gt).sum() / max((pred | gt).sum(), 1))
+        out.append(float(np.mean(scores)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model", help="model folder (ours), run folder or anything --model accepts")
+    p.add_argument("--data", required=True, help="dataset folder (lrm-mv-1)")
+    p.add_argument("--split", default="val", help="split to tune on (default: val)")
+    p.add_argument("--objects", type=int, default=24, help="objects used, the first N ids (default: 24)")
+    p.add_argument("--levels", default="0.5,1,1.5,2,3,4,6,8,12,16,24", help="candidate iso-levels")
+    p.add_argument("--resolution", type=int, default=96, help="marching-cubes grid side (default: 96)")
+    p.add_argument("--views", type=int, default=4, help="ring views per object (default: 4)")
+    p.add_argument("--size", type=int, default=128, help="silhouette side in pixels (default: 128)")
+    p.add_argument("--write", action="store_true", help="write the best level into MODEL/config.json")
+    args = p.parse_args(argv)
+
+    dataset = Path(args.data)
+    ids = list_objects(dataset, args.split)[: args.objects]
+    if not ids:
+        print(f"tune_threshold: error: no objects in split {args.split!r} of {dataset}", file=sys.stderr)
+        return 2
+    levels = [float(v) for v in args.levels.split(",")]
+    rec = Reconstructor(args.model, device="cpu")
+    table = np.array([silhouette_ious(rec, dataset, i, levels, args.resolution, args.views, args.size) for i in ids])
+    mean = table.mean(0)
+    print("| level | mean silhouette IoU |\n|---|---|")
+    for level, iou in zip(levels, mean):
+        print(f"| {level:g} | {iou:.3f} |")
+    best = levels[int(mean.argmax())]
+    print(f"best level {best:g} over {len(ids)} {args.split} objects (IoU {mean.max():.3f})")
+    if args.write:
+        cfg_path = Path(args.model) / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["inference"]["mesh_threshold"] = best
+        cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+        print(f"wrote mesh_threshold = {best:g} to {cfg_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
