@@ -1,0 +1,71 @@
+"""The bundled default model: shipped within the limits, loadable offline, and it has learned.
+
+The learned-behaviour checks use a held-out example (examples/, never trained on) and compare
+with what an untrained model of the same architecture gives, with thresholds set well inside
+the measured margins (see the comments).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from lrm import cameras
+from lrm.cli.main import main
+from lrm.hub import BUNDLED_DIR
+from lrm.pipeline import Reconstructor
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fire_extinguisher.png"
+
+
+@pytest.fixture(scope="module")
+def rec() -> Reconstructor:
+    return Reconstructor("default", device="cpu", dtype="fp32")
+
+
+def test_bundled_files_are_small_fp16_tiny():
+    weights = BUNDLED_DIR / "model.safetensors"
+    assert weights.stat().st_size <= 25e6
+    with safe_open(str(weights), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+
+
+def _input_view(rec: Reconstructor, planes: torch.Tensor) -> np.ndarray:
+    """The model's render from its own input camera -> [H, W, 3]"""
+    inf = rec.inference
+    c2w = cameras.canonical_c2w(inf.source_distance)[None]
+    intr = torch.tensor([[inf.source_focal, inf.source_focal, 0.5, 0.5]])
+    return np.asarray(rec.render_views(planes, c2w, intr, 64, inf.condition_background)["rgb"][0])
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(-10 * np.log10(np.mean((a - b) ** 2)))
+
+
+def test_bundled_model_reproduces_a_held_out_input(rec):
+    # the preprocessed input (the object on white, recentred) vs the model's render of it
+    image = rec.preprocess(EXAMPLE, remove_bg=False, recenter=True)  # [H, W, 3] in [0, 1]
+    target = torch.nn.functional.interpolate(torch.as_tensor(image).permute(2, 0, 1)[None], size=64,
+                                             mode="area")[0].permute(1, 2, 0).numpy()
+    trained = _psnr(_input_view(rec, rec.encode(image)), target)
+    torch.manual_seed(0)
+    from lrm.model.lrm import LRM
+
+    untrained = Reconstructor(LRM(rec.model.cfg).eval(), device="cpu", dtype="fp32")
+    random = _psnr(_input_view(untrained, untrained.encode(image)), target)
+    # measured: trained 13.41 dB, untrained 11.27 dB (all white: 9.44 dB)
+    assert trained > 12.5 and trained > random + 1.0
+
+
+def test_main_command_on_a_bundled_example(tmp_path, capsys):
+    # the README's main job on one example: the default model, offline, a non-empty mesh
+    assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path)]) == 0, capsys.readouterr().err
+    import trimesh
+
+    mesh = trimesh.load(tmp_path / "fire_extinguisher" / "mesh.glb", force="mesh")
+    # measured: 233,060 faces inside the box [-1, 1]^3
+    assert len(mesh.faces) > 1000 and np.abs(mesh.vertices).max() <= 1.0 + 1e-5
+    assert Image.open(tmp_path / "fire_extinguisher" / "input.png").size == (128, 128)
