@@ -14,3 +14,11 @@ def tiny_model():
 
     torch.manual_seed(0)
     return LRM(tiny()).eval()
+
+
+@pytest.fixture
+def model_dir(tmp_path, tiny_model):
+    """The seeded toy model saved as a model folder (config.json + model.safetensors)."""
+    path = tmp_path / "model"
+    tiny_model.save_pretrained(path)
+    return path

@@ -11,13 +11,6 @@ from lrm.cli.main import main
 
 
 @pytest.fixture
-def model_dir(tmp_path, tiny_model):
-    path = tmp_path / "model"
-    tiny_model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture
 def image_dir(tmp_path):
     """Three small RGBA images (coloured discs), one name repeated in a sub-folder-free set."""
     folder = tmp_path / "images"

@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import trimesh
 from PIL import Image
 from safetensors import safe_open
 
 from lrm import cameras
 from lrm.cli.main import main
 from lrm.hub import BUNDLED_DIR
+from lrm.model.lrm import LRM
 from lrm.pipeline import Reconstructor
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fire_extinguisher.png"
@@ -52,8 +54,6 @@ def test_bundled_model_reproduces_a_held_out_input(rec):
                                              mode="area")[0].permute(1, 2, 0).numpy()
     trained = _psnr(_input_view(rec, rec.encode(image)), target)
     torch.manual_seed(0)
-    from lrm.model.lrm import LRM
-
     untrained = Reconstructor(LRM(rec.model.cfg).eval(), device="cpu", dtype="fp32")
     random = _psnr(_input_view(untrained, untrained.encode(image)), target)
     # measured: trained 13.41 dB, untrained 11.27 dB (all white: 9.44 dB)
@@ -63,8 +63,6 @@ def test_bundled_model_reproduces_a_held_out_input(rec):
 def test_main_command_on_a_bundled_example(tmp_path, capsys):
     # the README's main job on one example: the default model, offline, a non-empty mesh
     assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path)]) == 0, capsys.readouterr().err
-    import trimesh
-
     mesh = trimesh.load(tmp_path / "fire_extinguisher" / "mesh.glb", force="mesh")
     # measured: 233,060 faces inside the box [-1, 1]^3
     assert len(mesh.faces) > 1000 and np.abs(mesh.vertices).max() <= 1.0 + 1e-5

@@ -13,13 +13,6 @@ from lrm.cli.main import main
 
 
 @pytest.fixture
-def model_dir(tmp_path, tiny_model):
-    path = tmp_path / "model"
-    tiny_model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture
 def rgba_image(tmp_path):
     """A red disc on a transparent background."""
     yy, xx = np.mgrid[:96, :96]
