@@ -19,6 +19,7 @@ Separate q/k/v projections are packed into our `qkv` (rows q, k, v).
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Literal
 
 import torch
@@ -71,14 +72,7 @@ def read_encoder(r: StateReader, cfg: EncoderConfig, layout: Layout) -> dict[str
     e, p, g = cfg.dim, cfg.patch_size, cfg.pos_grid
     out: dict[str, torch.Tensor] = {}
 
-    def lin(ours: str, theirs: str, n_out: int, n_in: int, bias: bool = True) -> None:
-        out[ours + ".weight"] = r.take(theirs + ".weight", (n_out, n_in))
-        if bias:
-            out[ours + ".bias"] = r.take(theirs + ".bias", (n_out,))
-
-    def norm(ours: str, theirs: str) -> None:
-        out[ours + ".weight"] = r.take(theirs + ".weight", (e,))
-        out[ours + ".bias"] = r.take(theirs + ".bias", (e,))
+    lin, norm = partial(r.linear, out), partial(r.affine, out, n=e)
 
     def packed(ours: str, q: str, k: str, v: str) -> None:
         out[ours + ".weight"] = torch.cat([r.take(n + ".weight", (e, e)) for n in (q, k, v)])

@@ -19,12 +19,13 @@ Key mapping (upstream -> ours):
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 
 from lrm.convert.encoder import read_encoder
-from lrm.convert.reader import StateReader
+from lrm.convert.reader import StateReader, read_upsampler_and_field
 from lrm.errors import LRMError
 from lrm.model.encoder import EncoderConfig
 from lrm.model.lrm import LRMConfig
@@ -107,10 +108,7 @@ def read_openlrm(r: StateReader, cfg: LRMConfig) -> dict[str, torch.Tensor]:
     enc = read_encoder(r.scoped("encoder.model."), cfg.encoder, "dinov2")
     out.update({"encoder." + k: v for k, v in enc.items()})
 
-    def lin(ours: str, theirs: str, n_out: int, n_in: int, bias: bool = True) -> None:
-        out[ours + ".weight"] = r.take(theirs + ".weight", (n_out, n_in))
-        if bias:
-            out[ours + ".bias"] = r.take(theirs + ".bias", (n_out,))
+    lin = partial(r.linear, out)
 
     lin("camera_embedder.fc1", "camera_embedder.mlp.0", cam, 16)
     lin("camera_embedder.fc2", "camera_embedder.mlp.2", cam, cam)
@@ -135,11 +133,7 @@ def read_openlrm(r: StateReader, cfg: LRMConfig) -> dict[str, torch.Tensor]:
         lin(ours + "fc2", theirs + "mlp.3", d, 4 * d)
     out["transformer.norm.weight"] = r.take("transformer.norm.weight", (d,))
     out["transformer.norm.bias"] = r.take("transformer.norm.bias", (d,))
-    out["upsampler.deconv.weight"] = r.take("upsampler.weight", (d, f.channels, 2, 2))
-    out["upsampler.deconv.bias"] = r.take("upsampler.bias", (f.channels,))
-    dims = [3 * f.channels] + [f.hidden] * (f.layers - 1) + [4]
-    for j in range(f.layers):
-        lin(f"field.mlp.{2 * j}", f"synthesizer.decoder.net.{2 * j}", dims[j + 1], dims[j])
+    read_upsampler_and_field(r, out, d, f, "upsampler", "synthesizer.decoder.net")
     return out
 
 

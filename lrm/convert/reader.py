@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from lrm.errors import CheckpointError
+from lrm.model.field import FieldConfig
 
 Shape = tuple[int, ...]
 
@@ -80,6 +81,18 @@ class StateReader:
             return torch.zeros(()).expand(shape)
         return tensor
 
+    def linear(self, out: dict[str, torch.Tensor], ours: str, theirs: str, n_out: int, n_in: int,
+               bias: bool = True) -> None:
+        """out[ours.weight] = theirs.weight [n_out, n_in], and the bias [n_out] likewise."""
+        out[ours + ".weight"] = self.take(theirs + ".weight", (n_out, n_in))
+        if bias:
+            out[ours + ".bias"] = self.take(theirs + ".bias", (n_out,))
+
+    def affine(self, out: dict[str, torch.Tensor], ours: str, theirs: str, n: int) -> None:
+        """A norm layer's weight and bias, both [n]."""
+        out[ours + ".weight"] = self.take(theirs + ".weight", (n,))
+        out[ours + ".bias"] = self.take(theirs + ".bias", (n,))
+
     def drop(self, key: str, shape: Shape) -> None:
         """Consume prefix+key if present: a tensor known to be unused by the model."""
         full = self.prefix + key
@@ -104,6 +117,18 @@ class StateReader:
             problems.append(f"unexpected keys: {name_list(extra)}")
         if problems:
             raise CheckpointError(f"{self.source}: " + "; ".join(problems))
+
+
+def read_upsampler_and_field(r: StateReader, out: dict[str, torch.Tensor], d: int, field: FieldConfig,
+                             upsampler: str, decoder: str) -> None:
+    """The layers both published families share, under their own names: the 2x2 stride-2
+    deconvolution `upsampler` (weight [d, C, 2, 2]) and the field MLP `decoder` (Linear layers at
+    indices 0, 2, 4, ... of an nn.Sequential)."""
+    out["upsampler.deconv.weight"] = r.take(upsampler + ".weight", (d, field.channels, 2, 2))
+    out["upsampler.deconv.bias"] = r.take(upsampler + ".bias", (field.channels,))
+    dims = [3 * field.channels] + [field.hidden] * (field.layers - 1) + [4]
+    for j in range(field.layers):
+        r.linear(out, f"field.mlp.{2 * j}", f"{decoder}.{2 * j}", dims[j + 1], dims[j])
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -16,13 +16,14 @@ Key mapping (upstream -> ours):
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 from einops import rearrange
 
 from lrm.convert.encoder import read_encoder
-from lrm.convert.reader import StateReader
+from lrm.convert.reader import StateReader, read_upsampler_and_field
 from lrm.errors import LRMError
 from lrm.model.encoder import EncoderConfig
 from lrm.model.lrm import LRMConfig
@@ -165,14 +166,7 @@ def read_triposr(r: StateReader, cfg: LRMConfig, encoder_layout: str = "hf-vit4"
     emb = r.take("tokenizer.embeddings", (3, d, t.token_res, t.token_res))
     out["transformer.tokens"] = rearrange(emb, "p d h w -> 1 (p h w) d").contiguous()
 
-    def lin(ours: str, theirs: str, n_out: int, n_in: int, bias: bool = True) -> None:
-        out[ours + ".weight"] = r.take(theirs + ".weight", (n_out, n_in))
-        if bias:
-            out[ours + ".bias"] = r.take(theirs + ".bias", (n_out,))
-
-    def norm(ours: str, theirs: str) -> None:
-        out[ours + ".weight"] = r.take(theirs + ".weight", (d,))
-        out[ours + ".bias"] = r.take(theirs + ".bias", (d,))
+    lin, norm = partial(r.linear, out), partial(r.affine, out, n=d)
 
     norm("transformer.norm_in", "backbone.norm")
     lin("transformer.proj_in", "backbone.proj_in", d, d)
@@ -189,11 +183,7 @@ def read_triposr(r: StateReader, cfg: LRMConfig, encoder_layout: str = "hf-vit4"
         lin(ours + "fc1", theirs + "ff.net.0.proj", 8 * d, d)
         lin(ours + "fc2", theirs + "ff.net.2", d, 4 * d)
     lin("transformer.proj_out", "backbone.proj_out", d, d)
-    out["upsampler.deconv.weight"] = r.take("post_processor.upsample.weight", (d, f.channels, 2, 2))
-    out["upsampler.deconv.bias"] = r.take("post_processor.upsample.bias", (f.channels,))
-    dims = [3 * f.channels] + [f.hidden] * (f.layers - 1) + [4]
-    for j in range(f.layers):
-        lin(f"field.mlp.{2 * j}", f"decoder.layers.{2 * j}", dims[j + 1], dims[j])
+    read_upsampler_and_field(r, out, d, f, "post_processor.upsample", "decoder.layers")
     return out
 
 
