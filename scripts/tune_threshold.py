@@ -12,18 +12,19 @@ silhouette is the criterion; the test split is never looked at.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lrm.configs import load_json, save_json
 from lrm.data.format import list_objects, read_object
-from lrm.errors import EmptySurfaceError
+from lrm.errors import EmptySurfaceError, LRMError
 from lrm.evaluate.predictors import to_model_frame
 from lrm.evaluate.raster import rasterize
 from lrm.evaluate.sheet import pick_views
+from lrm.model.lrm import CONFIG_NAME, LRMConfig
 from lrm.pipeline import Reconstructor
 
 
@@ -56,25 +57,40 @@ def silhouette_ious(rec: Reconstructor, dataset: Path, object_id: str, levels: l
     return out
 
 
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="model folder (ours), run folder or anything --model accepts")
     p.add_argument("--data", required=True, help="dataset folder (lrm-mv-1)")
     p.add_argument("--split", default="val", help="split to tune on (default: val)")
     p.add_argument("--objects", type=int, default=24, help="objects used, the first N ids (default: 24)")
-    p.add_argument("--levels", default="0.5,1,1.5,2,3,4,6,8,12,16,24", help="candidate iso-levels")
+    p.add_argument("--levels", default="0.5,1,1.5,2,3,4,6,8,12,16,24", type=_floats,
+                   help="candidate iso-levels, comma-separated")
     p.add_argument("--resolution", type=int, default=96, help="marching-cubes grid side (default: 96)")
     p.add_argument("--views", type=int, default=4, help="ring views per object (default: 4)")
     p.add_argument("--size", type=int, default=128, help="silhouette side in pixels (default: 128)")
     p.add_argument("--write", action="store_true", help="write the best level into MODEL/config.json")
     args = p.parse_args(argv)
 
-    dataset = Path(args.data)
-    ids = list_objects(dataset, args.split)[: args.objects]
-    if not ids:
-        print(f"tune_threshold: error: no objects in split {args.split!r} of {dataset}", file=sys.stderr)
+    try:
+        return tune(args)
+    except LRMError as exc:
+        print(f"tune_threshold: error: {exc}", file=sys.stderr)
         return 2
-    levels = [float(v) for v in args.levels.split(",")]
+
+
+def tune(args: argparse.Namespace) -> int:
+    dataset = Path(args.data)
+    cfg_path = Path(args.model) / CONFIG_NAME
+    if args.write and not cfg_path.is_file():
+        raise LRMError(f"--write needs a model folder in our format; {cfg_path} does not exist")
+    ids = list_objects(dataset, args.split)[: args.objects] if dataset.is_dir() else []
+    if not ids:
+        raise LRMError(f"no objects in split {args.split!r} of {dataset}")
+    levels = args.levels
     rec = Reconstructor(args.model, device="cpu")
     table = np.array([silhouette_ious(rec, dataset, i, levels, args.resolution, args.views, args.size) for i in ids])
     mean = table.mean(0)
@@ -84,13 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     best = levels[int(mean.argmax())]
     print(f"best level {best:g} over {len(ids)} {args.split} objects (IoU {mean.max():.3f})")
     if args.write:
-        cfg_path = Path(args.model) / "config.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg["inference"]["mesh_threshold"] = best
-        cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+        cfg = load_json(LRMConfig, cfg_path)
+        cfg.inference.mesh_threshold = best
+        save_json(cfg, cfg_path)
         print(f"wrote mesh_threshold = {best:g} to {cfg_path}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
