@@ -28,22 +28,32 @@ from lrm.train.config import resolve  # noqa: E402
 from lrm.train.loop import train  # noqa: E402
 from lrm.train.synthetic import write_synthetic  # noqa: E402
 
-# name -> overrides of the base recipe (1 + 3 views, 128-256 full resolution)
+# name -> overrides of the base recipe (1 + 3 views, 128-256 full resolution, no point samples)
+_POINTS = {"data": {"region": 32, "render_low": 32, "render_high": 32, "side_views": 1,
+                    "occupancy_points": 2048, "surface_points": 1024},
+           "loss": {"occupancy": 1.0, "surface_rgb": 1.0, "mask": 0.5}, "render_samples": 16,
+           "render_importance": 16}
 RECIPES = {
     "1+3 views, 64² crops, 32+32 samples": {},
     "1+3 views, 32² crops, 32+32 samples": {"data": {"region": 32}},
-    "1+3 views, 32² crops, 24+24 samples": {"data": {"region": 32}, "render_samples": 24,
-                                            "render_importance": 24},
-    "1+2 views, 32² crops, 24+24 samples": {"data": {"region": 32, "side_views": 2}, "render_samples": 24,
-                                            "render_importance": 24},
+    "1+3 views, 32² crops, 24+24 samples (old bundled recipe)": {
+        "data": {"region": 32}, "render_samples": 24, "render_importance": 24},
     "1+3 views, 32² crops, 32+32, bf16 autocast": {"data": {"region": 32}, "mixed_precision": "bf16"},
     "1+3 views, 32² crops, 32+32, grad checkpointing": {"data": {"region": 32}, "grad_checkpointing": True},
+    "points: 1+1 full 32² views, 16+16, 2048+1024 points (configs/tiny-points.toml)": _POINTS,
+    "points: input view only, full 32², 16+16, 2048+1024 points": {
+        **_POINTS, "data": {**_POINTS["data"], "side_views": 0}},
+    "points: 1+1 full 32² views, 16+16, 2048+1024 points, bf16 autocast": {**_POINTS, "mixed_precision": "bf16"},
+    "points only: 2048+1024 points, no render loss": {
+        **_POINTS, "data": {**_POINTS["data"], "side_views": 0, "region": 1, "render_low": 1, "render_high": 1},
+        "loss": {**_POINTS["loss"], "mse": 0.0, "mask": 0.0}},
 }
 
 
 def run(root: Path, out: Path, preset: str, batch: int, steps: int, warmup: int, overrides: dict
         ) -> tuple[float, float]:
-    """Train `warmup` steps, then resume and time the remaining ones.
+    """Train `warmup` steps, then resume and time the remaining ones (the first recipe's defaults
+    merged with `overrides`, one level deep).
     Returns (samples per wall second, process CPU seconds per sample)."""
     base = {
         "preset": preset, "steps": steps, "batch_size": batch, "checkpoint_every": 10**9, "val_every": 0,
@@ -81,7 +91,7 @@ def main() -> None:
         print(*run(Path(data), Path(out), args.preset, args.batch, args.steps, args.warmup, over))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_synthetic(Path(tmp) / "data", objects=8, views=8, size=256, val=0)
+        root = write_synthetic(Path(tmp) / "data", objects=8, views=8, size=256, val=0, points=True)
         print(f"preset {args.preset}, batch {args.batch}, {args.threads} threads, "
               f"bf16 fast path: {torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()}")
         print(f"load average before: {os.getloadavg()[0]:.1f}")

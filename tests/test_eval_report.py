@@ -124,3 +124,57 @@ def test_cli_errors(tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
     assert main(["evaluate", "--compare", str(tmp_path), str(tmp_path)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+
+
+class _Oracle:
+    """Answers each input view with the ground-truth mesh of the object it shows (looked up by
+    the pixels), vertex-coloured: the best any predictor can do, and fully input-dependent."""
+
+    name, front_azimuth, background = "oracle", -90.0, 1.0
+
+    def __init__(self, root):
+        from lrm.data.format import list_objects, object_dir, read_object
+
+        self.objects = []
+        for i in list_objects(root):
+            mesh = trimesh.load(object_dir(root, i) / "mesh.ply", process=False)
+            self.objects.append((read_object(root, i, views=[0]).rgba[0], mesh))
+
+    def describe(self):
+        return {"name": self.name, "kind": "test"}
+
+    def predict(self, rgba, distance, gt=None):
+        from lrm.evaluate.predictors import Prediction
+
+        mesh = next(m for img, m in self.objects if np.array_equal(img, rgba))
+        colours = np.asarray(mesh.visual.vertex_colors)[:, :3] / 255.0
+
+        def render(c2w, intr, size):
+            return np.stack([rasterize(mesh.vertices, mesh.faces, colours, c, k, size, background=1.0)[0]
+                             for c, k in zip(c2w, intr)])
+
+        return Prediction(render, mesh)
+
+
+def test_shuffle_control_and_input_view_metrics(toy, tmp_path):
+    from lrm.evaluate.runner import EvalConfig, evaluate
+
+    cfg = EvalConfig(points=2000, iou_resolution=32, sheet_views=2, shuffle=True)
+    report = evaluate(_Oracle(toy), toy, tmp_path / "r", cfg)
+    box, cyl = report["objects"]
+    for e in (box, cyl):
+        # its own ground truth: the silhouette matches the input alpha up to anti-aliased edge pixels
+        assert e["input_iou"] > 0.9 and e["fscore@0.1"] > 0.99
+        assert e["input_color_error"] < 0.12  # flat vertex colours vs the shaded (30 %) input
+        # scored against the other object's mesh: worse on every shuffled metric
+        assert e["shuffled_input_iou"] < e["input_iou"] - 0.1
+        assert e["shuffled_fscore@0.1"] < e["fscore@0.1"] and e["shuffled_chamfer"] > e["chamfer"]
+        assert e["shuffled_psnr"] < e["psnr"]
+    assert box["shuffled_input"] == "cylinder" and cyl["shuffled_input"] == "box"
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "Does the output depend on the input?" in summary and "| F@0.1↑ |" in summary
+    # an empty prediction scores zero silhouette agreement, not a missing value
+    from lrm.evaluate.runner import input_view_metrics, load_target
+
+    target = load_target(_Oracle(toy), toy, "box", 0, cfg)
+    assert input_view_metrics(None, target) == {"input_iou": 0.0, "input_color_error": None}

@@ -57,7 +57,7 @@ def test_overfit_one_object(tmp_path):
                       "val_split": "train"})
     items = validation_items(FolderSource(str(root), "train"), 1, 3, 32, 24)
     torch.manual_seed(cfg.seed)
-    before, _ = validate(LRM(cfg.model), items, 24)
+    before, _, _ = validate(LRM(cfg.model), items, 24)
     out = train(cfg, progress=False)
     assert before < 13.0
     assert out["val_psnr"] >= 16.0, (before, out["val_psnr"])  # measured: 17.0 dB
@@ -124,3 +124,76 @@ def test_lpips_is_trained_with_when_found_and_absent_otherwise(tmp_path, monkeyp
     train(micro(root, tmp_path / "c", **over), progress=False)
     logged = json.loads((tmp_path / "c" / "metrics.jsonl").read_text().splitlines()[0])
     assert "loss/lpips" not in logged
+
+
+def _input_silhouette_iou(model, root, ids_split="train", size=32, samples=96) -> list[float]:
+    """Per object: IoU of the surface's silhouette seen from the input camera (view 0) against
+    the input view's alpha (> 0.5). A pixel is covered when the density along its ray reaches
+    the surface level (the density activation's input x = raw + density_bias crosses 0, the
+    occupancy boundary the recipe trains; the mesh's iso-surface at its tuned level is near it)."""
+    from lrm import cameras
+    from lrm.render.rays import camera_rays, ray_box
+    from lrm.train.data import FolderSource, composite, resize
+
+    src = FolderSource(str(root), ids_split)
+    out = []
+    with torch.no_grad():
+        for i in range(len(src)):
+            obj = src.read(i, [0])
+            c2w = cameras.normalize_poses(torch.from_numpy(obj.c2w).float())
+            intr = torch.from_numpy(obj.intrinsics).float()
+            rgb, alpha = composite(obj.rgba, torch.ones(1))
+            planes = model(resize(rgb, model.cfg.inference.source_size), cameras.camera_vector(c2w, intr))
+            origins, dirs = camera_rays(c2w, intr, size)  # [1, R, 3]
+            near, far = ray_box(origins, dirs, 1.0, False)
+            t = near[..., None] + (far - near).clamp(min=0)[..., None] * torch.linspace(0, 1, samples)
+            raw, _ = model.field(planes, (origins[..., None, :] + t[..., None] * dirs[..., None, :]).reshape(1, -1, 3))
+            x = raw.reshape(size * size, samples) + model.cfg.field.density_bias
+            pred = (x.max(-1).values > 0).reshape(size, size)
+            gt = resize(alpha, size)[0, 0] > 0.5
+            out.append(float((pred & gt).sum() / (pred | gt).sum()))
+    return out
+
+
+def test_points_recipe_overfits_input_silhouettes(tmp_path):
+    """The bundled recipe (configs/tiny-points.toml: point samples + full input-view renders),
+    shrunk to a test-sized run on three objects, learns their input-view silhouettes.
+
+    Measured: IoU 0.73 / 0.59 / 0.72 after 200 steps (0.73 / 0.55 / 0.69 after 60): the issue's
+    target of 0.9 is not reached at this size; an untrained model scores 0."""
+    from pathlib import Path
+
+    from lrm.train.config import load_config
+
+    root = write_synthetic(tmp_path / "d", objects=3, views=6, size=32, val=0, points=True)
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "tiny-points.toml")
+    cfg.data.root, cfg.run_dir = str(root), str(tmp_path / "run")
+    cfg.steps, cfg.batch_size, cfg.checkpoint_every, cfg.val_every, cfg.log_every = 200, 3, 1000, 0, 25
+    cfg.optim.warmup = 10  # the recipe's lr; occupancy_scale_start (564) lies beyond this short run
+    out = train(cfg, progress=False)
+    model = out["model"].eval()
+    ious = _input_silhouette_iou(model, root)
+    assert min(ious) >= 0.5, ious
+    # the control: an untrained model of the same architecture is nowhere near
+    torch.manual_seed(0)
+    assert max(_input_silhouette_iou(LRM(cfg.model).eval(), root)) < 0.5
+
+
+def test_gpu_recipe_config_trains_a_step_on_cpu(tmp_path):
+    """configs/small-gpu.toml (openlrm-small, points + image losses) resolves, and one step of it
+    runs on CPU with the batch, crops and point counts shrunk to test size."""
+    from pathlib import Path
+
+    from lrm.train.config import load_config
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "small-gpu.toml")
+    assert cfg.preset == "openlrm-small" and cfg.model.transformer.dim == 512
+    assert cfg.data.occupancy_points > 0 and cfg.loss.occupancy > 0 and cfg.loss.lpips > 0
+    root = write_synthetic(tmp_path / "d", objects=1, views=3, size=32, val=0, points=True)
+    cfg.data.root, cfg.run_dir = str(root), str(tmp_path / "run")
+    cfg.steps, cfg.batch_size, cfg.val_every, cfg.checkpoint_every = 1, 1, 0, 1
+    cfg.data.workers, cfg.data.side_views, cfg.data.render_low, cfg.data.render_high, cfg.data.region = 0, 1, 16, 16, 16
+    cfg.data.occupancy_points, cfg.data.surface_points = 64, 32
+    cfg.render_samples, cfg.render_importance, cfg.loss.lpips, cfg.mixed_precision = 4, 0, 0.0, "no"
+    out = train(cfg, progress=False)
+    assert out["step"] == 1 and torch.isfinite(torch.tensor(out["loss"]))

@@ -158,3 +158,27 @@ def test_auto_precision_follows_the_hardware():
     fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     if not torch.cuda.is_available():
         assert resolve_precision("auto") == ("bf16" if fast else "no")
+
+
+def test_occupancy_bce_by_hand_and_scale_schedule():
+    """BCE with logits of scale·x: x = 0 costs ln 2 either way; x = ln 3 (sigmoid 3/4) costs
+    -ln(3/4) inside and -ln(1/4) outside; the scale applies from occupancy_scale_start on."""
+    import math
+
+    from lrm.train.config import LossConfig
+    from lrm.train.losses import occupancy_bce, total_loss
+
+    zero = torch.zeros(1, 2)
+    assert occupancy_bce(zero, torch.tensor([[0.0, 1.0]])).item() == pytest.approx(math.log(2))
+    x = torch.full((1, 2), math.log(3))
+    assert occupancy_bce(x, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(
+        0.5 * (-math.log(0.75) - math.log(0.25)), rel=1e-6)
+    assert occupancy_bce(2 * x, torch.tensor([[1.0, 1.0]]), scale=0.5).item() == pytest.approx(-math.log(0.75), rel=1e-6)
+    cfg = LossConfig(mse=0.0, tv=0.0, occupancy=1.0, occupancy_scale=0.5, occupancy_scale_start=10)
+    out = {"rgb": torch.zeros(1, 1, 3, 2, 2), "point_logit": 2 * x, "point_rgb": torch.zeros(1, 0, 3)}
+    batch = {"target": torch.zeros(1, 1, 3, 2, 2), "occupancy": torch.ones(1, 2)}
+    planes = torch.zeros(1, 3, 1, 2, 2)
+    before, _ = total_loss(out, batch, planes, cfg, None, step=9)  # scale 1: sigmoid(2 ln 3) = 9/10
+    after, _ = total_loss(out, batch, planes, cfg, None, step=10)  # scale 0.5: sigmoid(ln 3) = 3/4
+    assert before.item() == pytest.approx(-math.log(0.9), rel=1e-6)
+    assert after.item() == pytest.approx(-math.log(0.75), rel=1e-6)

@@ -2,6 +2,7 @@
 
   lrm data fetch 0ad kicad redeclipse-nieb        # Debian asset packages into ~/.cache/lrm
   lrm data render 0ad kicad -o DATASET            # render (resumable; --shard I/N, --workers K)
+  lrm data samples DATASET 0ad kicad              # add 3D point samples to a rendered dataset
   lrm data capture CAPTURES -o DATASET            # real videos + COLMAP poses (MVImgNet-style)
   lrm data pack DATASET -o SHARDS                 # tar shards for streaming
   lrm data info DATASET                           # counts per split and source, failures
@@ -50,9 +51,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="write the normalised mesh.ply for these objects (default: test)")
     r.add_argument("--val-fraction", type=float, default=0.02,
                    help="share of non-holdout objects in the val split (default: 0.02)")
+    r.add_argument("--no-samples", action="store_true",
+                   help="do not store 3D point samples (samples.npz) per object (default: store them)")
     r.add_argument("--retry-failed", action="store_true", help="retry objects logged as failed (default: skip)")
     r.add_argument("--quiet", action="store_true", help="no progress bar (default: show)")
     r.set_defaults(run=run_render)
+
+    s = cmds.add_parser("samples", help="add 3D point samples to an existing dataset (no re-rendering)",
+                        description="Computes samples.npz (surface points with colour and normal, "
+                                    "inside/outside points) for every object of DATASET from the SOURCEs "
+                                    "it was rendered from. Resumable: objects with samples are skipped.")
+    s.add_argument("dataset", metavar="DATASET")
+    s.add_argument("sources", nargs="+", metavar="SOURCE", help="the sources given to `lrm data render`")
+    s.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
+    s.add_argument("--up", choices=["y", "z"], default="y", help="up axis of folder meshes (default: y)")
+    s.add_argument("--min-faces", type=int, default=50, help="0ad: as given to render (default: 50)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar (default: show)")
+    s.set_defaults(run=run_samples)
 
     c = cmds.add_parser("capture", help="import real captures: frames + COLMAP poses (MVImgNet-style)",
                         description="CAPTURE: a folder with images/, sparse/0/ (COLMAP text or binary) "
@@ -109,12 +124,30 @@ def run_render(args: argparse.Namespace) -> int:
     assets = [a for spec in args.sources for a in resolve(spec, opts)]
     cfg = BuildConfig(resolution=args.resolution, views=ViewConfig(views=args.views, ring=args.ring),
                       fit=args.fit, save_mesh=args.save_mesh, val_fraction=args.val_fraction)
+    if args.no_samples:
+        cfg.samples = None
     stats = build(assets, args.output, cfg, workers=args.workers, shard=shard,
                   retry_failed=args.retry_failed, progress=not args.quiet)
     print(f"{args.output}: {stats['ok']} rendered, {stats['skipped']} skipped, {stats['failed']} failed "
           f"(of {stats['todo']} to do in shard {shard[0]}/{shard[1]}) in {stats['seconds']} s, "
           f"{stats['objects_per_s']} objects/s", file=sys.stderr)
     return 0
+
+
+def run_samples(args: argparse.Namespace) -> int:
+    from lrm.data.build import add_samples
+    from lrm.data.samples import SampleConfig
+    from lrm.data.sources import SourceOptions, resolve
+
+    if args.workers < 1:
+        raise LRMError("need --workers >= 1")
+    opts = SourceOptions(up=args.up, min_faces=args.min_faces)
+    assets = [a for spec in args.sources for a in resolve(spec, opts)]
+    stats = add_samples(assets, args.dataset, SampleConfig(), workers=args.workers, progress=not args.quiet)
+    print(f"{args.dataset}: samples added to {stats['ok']} objects, {stats['failed']} failed "
+          f"(logs/samples.jsonl), {stats['missing_source']} objects not in the given sources, "
+          f"in {stats['seconds']} s", file=sys.stderr)
+    return 0 if stats["failed"] == 0 and stats["missing_source"] == 0 else 2
 
 
 def run_capture(args: argparse.Namespace) -> int:

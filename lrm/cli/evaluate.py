@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="marching-cubes grid side (default: the model's)")
     p.add_argument("--mesh-threshold", type=float, default=None, metavar="T",
                    help="density iso-level (default: the model's)")
+    p.add_argument("--shuffle", action="store_true",
+                   help="also score each object against the prediction from another object's input: the "
+                        "control that shows whether the output depends on the input (default: off)")
     p.add_argument("--no-meshes", action="store_true", help="do not write predicted meshes (default: write)")
     p.add_argument("--lpips-weights", default="", metavar="DIR",
                    help="folder with vgg16-397923af.pth and LPIPS's vgg.pth (default: look in the torch hub "
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                      iou_resolution=args.iou_resolution, image_size=args.image_size, ring_views=args.ring_views,
                      sheet_views=args.sheet_views, limit=args.limit,
                      objects=tuple(args.objects) if args.objects else None,
-                     save_meshes=not args.no_meshes, seed=args.seed, lpips_weights=args.lpips_weights)
+                     save_meshes=not args.no_meshes, seed=args.seed, lpips_weights=args.lpips_weights,
+                     shuffle=args.shuffle)
     ids = select_objects(args.data, cfg)  # fail on a bad dataset before loading a model
     predictor = _predictor(args)
     print(f"evaluating {predictor.name} on {len(ids)} objects x {len(cfg.views)} view(s) of "
@@ -124,6 +128,7 @@ def _progress(e: dict) -> None:
     total = sum(v for k, v in e["timings"].items() if k != "predict_total")
     print(f"  {e['id']} (view {e['view']}): PSNR {fmt(e['psnr'], 'psnr')}  SSIM {fmt(e['ssim'])}  "
           f"CD {fmt(e['chamfer'], 'chamfer')}  F@0.1 {fmt(e.get('fscore@0.1'))}  IoU {fmt(e['volume_iou'])}  "
+          f"input IoU {fmt(e.get('input_iou'))}  "
           f"[{e['status']}] {total:.1f}s", file=sys.stderr)
 
 

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if PartialState().is_main_process:
         psnr = summary["val_psnr"]
         print(f"step {summary['step']}: loss {summary['loss']:.4f}, {summary['samples_per_s']:.2f} samples/s"
-              + (f", val PSNR {psnr:.2f} dB" if psnr is not None else "")
+              + (f", val PSNR {psnr:.2f} dB, input-view silhouette IoU {summary['val_input_iou']:.3f}"
+                 if psnr is not None else "")
               + f"; checkpoint {summary['checkpoint']}")
     return 0

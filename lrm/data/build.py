@@ -25,8 +25,9 @@ import numpy as np
 from lrm.data import format as fmt
 from lrm.data.mesh import normalize, to_ply
 from lrm.data.raster import GLRenderer, LightConfig
+from lrm.data.samples import SAMPLES_NAME, PointSamples, SampleConfig, compute_samples
 from lrm.data.sources.base import Asset, SkipAsset
-from lrm.data.views import ViewConfig, ring_cameras, training_cameras
+from lrm.data.views import ViewConfig, object_seed, ring_cameras, training_cameras
 from lrm.errors import LRMError
 
 
@@ -40,6 +41,7 @@ class BuildConfig:
     save_mesh: str = "test"  # write mesh.ply for "test" objects, "all" or "none"
     val_fraction: float = 0.02  # share of non-test objects hashed into the val split
     png_level: int = 1  # PNG compression level (1: fast, 9: small)
+    samples: SampleConfig | None = field(default_factory=SampleConfig)  # 3D point samples (None: none)
 
 
 def _hash(text: str) -> int:
@@ -62,12 +64,15 @@ def dataset_info(cfg: BuildConfig) -> dict:
             "fov": round(v.fov, 4), "distance": list(v.distance), "z_range": list(v.z_range),
             "ring_elevation": v.ring_elevation, "ring_distance": v.ring_distance,
             "ring_start_azimuth": v.ring_start_azimuth, "fit": cfg.fit, "light": asdict(cfg.light),
-            "world": "z-up, OpenGL c2w, object in [-1,1]^3"}
+            "world": "z-up, OpenGL c2w, object in [-1,1]^3",
+            **({"samples": asdict(cfg.samples)} if cfg.samples is not None else {})}
 
 
-def render_asset(asset: Asset, cfg: BuildConfig, renderer: GLRenderer) -> tuple[fmt.ObjectViews, bytes | None]:
-    """Load, normalise and render one asset. Raises SkipAsset or any load/render error."""
+def render_asset(asset: Asset, cfg: BuildConfig, renderer: GLRenderer
+                 ) -> tuple[fmt.ObjectViews, bytes | None, PointSamples | None]:
+    """Load, normalise, render and sample one asset. Raises SkipAsset or any load/render error."""
     mesh, centre, scale = normalize(asset.load(), cfg.fit)
+    points = None if cfg.samples is None else compute_samples(mesh, cfg.light, cfg.samples, object_seed(asset.id))
     c2w, intr = training_cameras(asset.id, cfg.views)
     ring_c2w, ring_intr = ring_cameras(cfg.views)
     rgba = renderer.render(mesh, c2w, intr)
@@ -86,7 +91,7 @@ def render_asset(asset: Asset, cfg: BuildConfig, renderer: GLRenderer) -> tuple[
             "coverage": round(float(rgba[..., 3].mean()) / 255, 5)}
     obj = fmt.ObjectViews(asset.id, rgba, c2w, intr, ring, ring_c2w, ring_intr, meta)
     keep_mesh = cfg.save_mesh == "all" or (cfg.save_mesh == "test" and split == "test")
-    return obj, to_ply(mesh) if keep_mesh else None
+    return obj, to_ply(mesh) if keep_mesh else None, points
 
 
 _RENDERERS: dict[tuple, GLRenderer] = {}  # one per process and setting (GL contexts are costly)
@@ -102,9 +107,9 @@ def _work(job: tuple[Asset, BuildConfig, str]) -> dict:
         key = (cfg.resolution, cfg.supersample, repr(cfg.light))
         if key not in _RENDERERS:
             _RENDERERS[key] = GLRenderer(cfg.resolution, cfg.supersample, cfg.light)
-        obj, ply = render_asset(asset, cfg, _RENDERERS[key])
+        obj, ply, points = render_asset(asset, cfg, _RENDERERS[key])
         obj.meta["seconds"] = round(time.time() - start, 3)
-        fmt.write_object(root, obj, ply, png_level=cfg.png_level)
+        fmt.write_object(root, obj, ply, png_level=cfg.png_level, samples=points)
         return {**record, "status": "ok", "seconds": round(time.time() - start, 3)}
     except SkipAsset as exc:
         return {**record, "status": "skipped", "reason": str(exc)}
@@ -174,13 +179,65 @@ def build(assets: list[Asset], root: str | Path, cfg: BuildConfig, workers: int 
     return stats
 
 
-def _run(jobs: list, workers: int):
+def _sample_work(job: tuple[Asset, BuildConfig, str]) -> dict:
+    """Compute and write the point samples of one existing object; returns a log record."""
+    asset, cfg, root = job
+    start = time.time()
+    try:
+        mesh, _, _ = normalize(asset.load(), cfg.fit)
+        points = compute_samples(mesh, cfg.light, cfg.samples, object_seed(asset.id))
+        from lrm.data.samples import write_samples
+
+        write_samples(fmt.object_dir(root, asset.id), points)
+        return {"id": asset.id, "status": "ok", "seconds": round(time.time() - start, 3)}
+    except Exception as exc:
+        return {"id": asset.id, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def add_samples(assets: list[Asset], root: str | Path, samples: SampleConfig, workers: int = 1,
+                progress: bool = True) -> dict:
+    """Add `samples.npz` to the objects of an existing dataset, computed from their sources
+    (loaded and normalised as when they were rendered; no image is re-rendered). Resumable: an
+    object that has samples is skipped. Objects of the dataset missing from `assets` are counted."""
+    root = Path(root)
+    info = fmt.read_dataset_info(root)
+    if "samples" in info and info["samples"] != asdict(samples):
+        raise LRMError(f"{root} has point samples made with other settings ({info['samples']})")
+    cfg = BuildConfig(fit=info.get("fit", "sphere"), light=LightConfig(**{
+        k: tuple(v) if isinstance(v, list) else v for k, v in info.get("light", {}).items()}), samples=samples)
+    ids = set(fmt.list_objects(root))
+    by_id = {a.id: a for a in assets if a.id in ids}
+    todo = [a for i, a in sorted(by_id.items()) if not (fmt.object_dir(root, i) / SAMPLES_NAME).is_file()]
+    stats = {"objects": len(ids), "from_sources": len(by_id), "todo": len(todo), "ok": 0, "failed": 0,
+             "missing_source": len(ids - set(by_id))}
+    start = time.time()
+    log_path = root / "logs" / "samples.jsonl"
+    log_path.parent.mkdir(exist_ok=True)
+    with open(log_path, "a") as log, _progress(len(todo), progress) as bar:
+        for rec in _run([(a, cfg, str(root)) for a in todo], workers, _sample_work):
+            stats[rec["status"]] += 1
+            if rec["status"] != "ok":
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            bar.update(1)
+    stats["seconds"] = round(time.time() - start, 2)
+    if stats["failed"] == 0 and stats["missing_source"] == 0:
+        fmt.write_dataset_info(root, {k: v for k, v in info.items() if k != "format"} | {"samples": asdict(samples)})
+    return stats
+
+
+def missing_samples(root: str | Path, ids: list[str]) -> list[str]:
+    """Ids (of `ids`) whose object folder has no samples.npz."""
+    return [i for i in ids if not (fmt.object_dir(root, i) / SAMPLES_NAME).is_file()]
+
+
+def _run(jobs: list, workers: int, work=_work):
     if workers <= 1 or len(jobs) <= 1:
-        yield from map(_work, jobs)
+        yield from map(work, jobs)
         return
     ctx = mp.get_context("spawn")  # a fresh process per worker: its own GL context, no forked threads
     with ctx.Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap_unordered(_work, jobs, chunksize=1)
+        yield from pool.imap_unordered(work, jobs, chunksize=1)
 
 
 def _init_worker() -> None:

@@ -8,6 +8,7 @@
         ring_000.png ...            # K fixed evaluation views (may be absent: K = 0)
         cameras.npz                 # c2w [V,4,4], intrinsics [V,4], ring_c2w [K,4,4], ring_intrinsics [K,4]
         mesh.ply                    # optional: the normalised ground-truth mesh (geometry)
+        samples.npz                 # 3D point samples: surface colour/normal, occupancy (lrm.data.samples)
         meta.json                   # written last: {"id", "source", "license", "faces", "split", ...}
 
 Cameras follow lrm.cameras: OpenGL camera-to-world, world Z up, the object centred inside the box
@@ -54,8 +55,11 @@ def is_complete(root: str | Path, object_id: str) -> bool:
     return (object_dir(root, object_id) / "meta.json").is_file()
 
 
-def write_object(root: str | Path, obj: ObjectViews, mesh_ply: bytes | None = None, png_level: int = 6) -> Path:
+def write_object(root: str | Path, obj: ObjectViews, mesh_ply: bytes | None = None, png_level: int = 6,
+                 samples=None) -> Path:
     """Write one object atomically (temp folder + rename). Returns its folder.
+
+    samples: the object's `lrm.data.samples.PointSamples` (written as samples.npz), or None.
 
     png_level: PNG compression level, 1 (fast) to 9 (small); pixels are identical either way.
     """
@@ -78,6 +82,10 @@ def write_object(root: str | Path, obj: ObjectViews, mesh_ply: bytes | None = No
         )
         if mesh_ply is not None:
             (tmp / "mesh.ply").write_bytes(mesh_ply)
+        if samples is not None:
+            from lrm.data.samples import write_samples
+
+            write_samples(tmp, samples)
         meta = {"id": obj.id, "views": len(obj.rgba), "ring": len(ring), **obj.meta}
         _write_json_synced(tmp / "meta.json", meta)
         if final.exists():  # an incomplete leftover (no meta.json) or an explicit overwrite

@@ -71,17 +71,20 @@ def fscores(d_pred: np.ndarray, d_gt: np.ndarray, thresholds=THRESHOLDS) -> dict
 
 def occupancy(mesh: trimesh.Trimesh, lo: np.ndarray, voxel: float, shape: tuple[int, int, int],
               seed: int = 0) -> np.ndarray:
-    """Solid voxel occupancy of `mesh` on the grid with corner `lo` and cell side `voxel`.
+    """Solid voxel occupancy of `mesh` on the grid with corner `lo` and cell side `voxel`, from
+    area-uniform surface samples (about 16 per voxel-sized area); see `solid_voxels`.
+    -> bool [X, Y, Z]"""
+    n = int(min(4e6, max(1e4, 16 * mesh.area / voxel**2)))
+    return solid_voxels(sample_surface(mesh, n, seed), lo, voxel, shape)
 
-    The surface is voxelised with area-uniform samples (about 16 per voxel-sized area), closed
-    by one voxel, its enclosed cavities filled, then opened again by one voxel inside the solid
-    (the shell voxels themselves are kept). -> bool [X, Y, Z]
-    """
+
+def solid_voxels(points: np.ndarray, lo: np.ndarray, voxel: float, shape: tuple[int, int, int]) -> np.ndarray:
+    """Solid occupancy from dense surface points [N, 3]: the voxels they fall in (the shell),
+    closed by one voxel, enclosed cavities filled, then opened again by one voxel inside the
+    solid (the shell voxels themselves are kept). Needs no watertight mesh. -> bool [X, Y, Z]"""
     from scipy import ndimage
 
-    n = int(min(4e6, max(1e4, 16 * mesh.area / voxel**2)))
-    pts = sample_surface(mesh, n, seed)
-    ijk = np.floor((pts - lo) / voxel).astype(np.int64)
+    ijk = np.floor((points - lo) / voxel).astype(np.int64)
     ijk = ijk[((ijk >= 0) & (ijk < np.array(shape))).all(axis=1)]
     shell = np.zeros(shape, bool)
     shell[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = True

@@ -19,6 +19,11 @@ METRICS = [
     ("psnr", "PSNR↑", True), ("ssim", "SSIM↑", True), ("lpips", "LPIPS↓", False),
     ("chamfer", "CD↓", False), ("fscore@0.05", "F@0.05↑", True), ("fscore@0.1", "F@0.1↑", True),
     ("fscore@0.2", "F@0.2↑", True), ("fscore@0.5", "F@0.5↑", True), ("volume_iou", "IoU↑", True),
+    ("input_iou", "input-view IoU↑", True), ("input_color_error", "input colour err↓", False),
+    # the control (--shuffle): the same object scored against the prediction from another object's input
+    ("shuffled_psnr", "PSNR, shuffled input", True), ("shuffled_chamfer", "CD, shuffled input", False),
+    ("shuffled_fscore@0.1", "F@0.1, shuffled input", True), ("shuffled_volume_iou", "IoU, shuffled input", True),
+    ("shuffled_input_iou", "input-view IoU, shuffled input", True),
 ]
 
 
@@ -74,6 +79,7 @@ def read_metrics(report_dir: str | Path) -> dict:
 
 
 def fmt(value, key: str = "", missing: str = "–") -> str:
+    key = key.removeprefix("shuffled_")
     if value is None:
         return missing
     if key == "psnr":
@@ -106,6 +112,7 @@ def write_summary(out_dir: Path, result: dict) -> str:
         f"{proto['align']}, {proto['points']} surface points, volume IoU at {proto['iou_resolution']} voxels.\n",
         "## Means\n",
         table([title(k) for k in keys], [[fmt(mean[k], k) for k in keys], [f"n={count[k]}" for k in keys]]),
+        *_control(mean),
         "## Per object\n",
         table(["object", "view", *[title(k) for k in keys], "status"],
               [[e["id"], str(e["view"]), *[fmt(e.get(k), k) for k in keys], e["status"]] for e in entries]),
@@ -118,6 +125,21 @@ def write_summary(out_dir: Path, result: dict) -> str:
     text = "\n".join(s for s in lines if s)
     atomic_write(out_dir / "summary.md", text.encode())
     return text
+
+
+def _control(mean: dict) -> list[str]:
+    """The --shuffle control as a section: own input vs another object's input."""
+    keys = [k.removeprefix("shuffled_") for k, _, _ in METRICS
+            if k.startswith("shuffled_") and mean.get(k) is not None and mean.get(k.removeprefix("shuffled_")) is not None]
+    if not keys:
+        return []
+    rows = [[title(k), fmt(mean[k], k), fmt(mean["shuffled_" + k], k), fmt(mean[k] - mean["shuffled_" + k], k)]
+            for k in keys]
+    return ["## Does the output depend on the input? (--shuffle)\n",
+            "Each object scored against the prediction from its own input view, and against the prediction "
+            "from the input view of the object half the list away (a cyclic shift by N // 2). A model that "
+            "ignores its input scores the same in both columns.\n",
+            table(["metric", "own input", "shuffled input", "own − shuffled"], rows)]
 
 
 def write_mesh(mesh: trimesh.Trimesh, path: Path) -> None:

@@ -21,7 +21,8 @@ from lrm.evaluate import report, sheet
 from lrm.evaluate.align import align_meshes, transformed
 from lrm.evaluate.geometry import THRESHOLDS, geometry_metrics
 from lrm.evaluate.image_metrics import composite, load_lpips, psnr, ssim
-from lrm.evaluate.predictors import to_model_frame
+from lrm.evaluate.predictors import Prediction, to_model_frame
+from lrm.evaluate.raster import rasterize
 from lrm.video import to_uint8
 
 
@@ -41,6 +42,7 @@ class EvalConfig:
     save_meshes: bool = True  # write each predicted mesh (dataset frame) to meshes/
     seed: int = 0  # surface sampling seed
     lpips_weights: str = ""  # folder with LPIPS's VGG16 + head files ("": the torch hub cache, `lpips`)
+    shuffle: bool = False  # also score each object against the prediction from another object's input
 
 
 @contextmanager
@@ -72,9 +74,24 @@ def select_objects(dataset: str | Path, cfg: EvalConfig) -> list[str]:
     return ids
 
 
-def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: EvalConfig, out_dir: Path,
-                    lpips=None) -> dict:
-    """Evaluate one (object, input view); writes its mesh and contact sheet. -> per-object entry"""
+@dataclass
+class Target:
+    """What one (object, input view) is scored against, in the dataset frame and the model frame."""
+    id: str
+    view: int
+    input_rgba: np.ndarray  # [H, W, 4] uint8, the input view
+    to_model: np.ndarray  # [4, 4] dataset -> the predictor's frame for this input camera
+    distance: float  # input camera distance
+    input_c2w: np.ndarray  # [4, 4] the input camera in the predictor's frame
+    input_intrinsics: np.ndarray  # [4]
+    ring: list[int]  # ring view indices used
+    ring_model: np.ndarray  # [K, 4, 4] ring cameras in the predictor's frame
+    ring_intrinsics: np.ndarray  # [K, 4]
+    gt_views: np.ndarray  # [K, S, S, 3] ring views composited on the predictor's background
+    gt: trimesh.Trimesh | None  # ground-truth mesh, dataset frame
+
+
+def load_target(predictor, dataset: Path, object_id: str, view: int, cfg: EvalConfig) -> Target:
     meta_views = read_meta(dataset, object_id)["views"]
     if not 0 <= view < meta_views:
         raise LRMError(f"{object_id}: input view {view} out of range (object has {meta_views} views)")
@@ -82,50 +99,105 @@ def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: Ev
     if obj.ring_rgba is None:
         raise LRMError(f"{object_id}: no evaluation ring (ring_NNN.png) in the dataset")
     ring = sheet.pick_views(len(obj.ring_rgba), cfg.ring_views or len(obj.ring_rgba))
-    ring_rgba, ring_c2w, ring_intr = obj.ring_rgba[ring], obj.ring_c2w[ring], obj.ring_intrinsics[ring]
     gt_path = object_dir(dataset, object_id) / "mesh.ply"
     gt = trimesh.load(gt_path, force="mesh", process=False) if gt_path.is_file() else None
     to_model = to_model_frame(obj.c2w[0], predictor.front_azimuth)
-    distance = float(np.linalg.norm(obj.c2w[0][:3, 3]))
-    entry: dict = {"id": object_id, "view": view, "status": "ok", "error": None}
-    timings: dict[str, float] = {}
+    size = cfg.image_size or obj.ring_rgba.shape[1]
+    return Target(
+        object_id, view, obj.rgba[0], to_model, float(np.linalg.norm(obj.c2w[0][:3, 3])),
+        to_model @ obj.c2w[0].astype(np.float64), obj.intrinsics[0], ring,
+        np.einsum("ij,vjk->vik", to_model, obj.ring_c2w[ring].astype(np.float64)), obj.ring_intrinsics[ring],
+        np.stack([_resize(composite(v, predictor.background), size) for v in obj.ring_rgba[ring]]), gt)
 
-    with timed(timings, "predict_total"):
-        pred = predictor.predict(obj.rgba[0], distance, transformed(gt, to_model) if gt is not None else None)
-    timings.update(pred.timings)
 
-    size = cfg.image_size or ring_rgba.shape[1]
-    ring_model = np.einsum("ij,vjk->vik", to_model, ring_c2w.astype(np.float64))
+def input_view_metrics(mesh: trimesh.Trimesh | None, target: Target) -> dict[str, float | None]:
+    """The mesh seen from the input camera against the input view: silhouette IoU with the
+    input alpha (> 0.5), and the mean absolute colour error of its vertex colours (flat, no
+    shading) on the pixels both cover. An empty mesh scores IoU 0 and no colour error."""
+    alpha_gt = target.input_rgba[..., 3] > 127
+    if mesh is None:
+        return {"input_iou": 0.0, "input_color_error": None}
+    size = target.input_rgba.shape[0]
+    colors = sheet.mesh_colours(mesh)
+    rgb, alpha = rasterize(mesh.vertices, mesh.faces, colors, target.input_c2w, target.input_intrinsics, size)
+    covered = alpha > 0.5
+    union = (covered | alpha_gt).sum()
+    both = covered & alpha_gt
+    err = None
+    if colors is not None and both.any():
+        err = float(np.abs(rgb[both] - target.input_rgba[..., :3][both] / 255.0).mean())
+    return {"input_iou": float((covered & alpha_gt).sum() / union) if union else 0.0, "input_color_error": err}
+
+
+def score(pred: Prediction, target: Target, cfg: EvalConfig, timings: dict[str, float], lpips=None,
+          out_dir: Path | None = None) -> tuple[dict, trimesh.Trimesh | None, np.ndarray]:
+    """Metrics of a prediction against a target. -> (metrics, mesh in the dataset frame, ring renders)"""
+    size = target.gt_views.shape[1]
+    entry: dict = {"status": "ok", "error": None}
     with timed(timings, "render"):
-        pred_views = pred.render(ring_model, ring_intr, size)  # [K, H, W, 3]
+        pred_views = pred.render(target.ring_model, target.ring_intrinsics, size)  # [K, H, W, 3]
     with timed(timings, "image_metrics"):
-        gt_views = np.stack([_resize(composite(v, predictor.background), size) for v in ring_rgba])
-        entry["psnr"] = psnr(pred_views, gt_views)
-        entry["ssim"] = ssim(pred_views, gt_views)
-        entry["lpips"] = lpips(pred_views, gt_views) if lpips is not None else None
-
+        entry["psnr"] = psnr(pred_views, target.gt_views)
+        entry["ssim"] = ssim(pred_views, target.gt_views)
+        entry["lpips"] = lpips(pred_views, target.gt_views) if lpips is not None else None
+    with timed(timings, "input_view"):
+        entry.update(input_view_metrics(pred.mesh, target))
     geo_keys = ["chamfer", *[f"fscore@{t:g}" for t in cfg.thresholds], "volume_iou"]
     entry.update({k: None for k in geo_keys})
-    pred_mesh = transformed(pred.mesh, np.linalg.inv(to_model)) if pred.mesh is not None else None
+    pred_mesh = transformed(pred.mesh, np.linalg.inv(target.to_model)) if pred.mesh is not None else None
     if pred_mesh is None:
         entry["status"], entry["error"] = "empty", pred.mesh_error
-    elif gt is None:
+    elif target.gt is None:
         entry["status"], entry["error"] = "no_gt", "no mesh.ply for this object"
     else:
         with timed(timings, "align"):
-            pred_a, gt_n, _ = align_meshes(pred_mesh, gt, cfg.align, cfg.points, cfg.seed)
+            pred_a, gt_n, _ = align_meshes(pred_mesh, target.gt, cfg.align, cfg.points, cfg.seed)
         with timed(timings, "geometry_metrics"):
             entry.update(geometry_metrics(pred_a, gt_n, cfg.points, cfg.thresholds, cfg.iou_resolution, cfg.seed))
+    return entry, pred_mesh, pred_views
+
+
+SHUFFLED = ("psnr", "chamfer", "fscore@0.1", "volume_iou", "input_iou")  # scored again with another input
+
+
+def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: EvalConfig, out_dir: Path,
+                    lpips=None) -> tuple[dict, Prediction]:
+    """Evaluate one (object, input view); writes its mesh and contact sheet.
+    -> (per-object entry, the prediction)"""
+    target = load_target(predictor, dataset, object_id, view, cfg)
+    timings: dict[str, float] = {}
+    with timed(timings, "predict_total"):
+        gt_model = transformed(target.gt, target.to_model) if target.gt is not None else None
+        pred = predictor.predict(target.input_rgba, target.distance, gt_model)
+    timings.update(pred.timings)
+    metrics, pred_mesh, pred_views = score(pred, target, cfg, timings, lpips)
+    entry = {"id": object_id, "view": view, **metrics}
     name = object_id if view == 0 else f"{object_id}_view{view}"
     if cfg.save_meshes and pred_mesh is not None:
         report.write_mesh(pred_mesh, out_dir / "meshes" / f"{name}.ply")
     with timed(timings, "contact_sheet"):
         sheet.write_contact_sheet(
-            out_dir / "sheets" / f"{name}.png", obj.rgba[0], gt_views, pred_views,
-            pred.mesh, ring_model, ring_intr, cfg.sheet_views, predictor.background, entry, ring,
+            out_dir / "sheets" / f"{name}.png", target.input_rgba, target.gt_views, pred_views,
+            pred.mesh, target.ring_model, target.ring_intrinsics, cfg.sheet_views, predictor.background, entry,
+            target.ring,
         )
     entry["timings"] = timings
-    return entry
+    return entry, pred
+
+
+def shuffled_scores(predictor, dataset: Path, entries: list[dict], preds: dict, cfg: EvalConfig) -> None:
+    """The input-dependence control: score each entry's object against the prediction made from
+    the input of the entry half the list away (a cyclic shift by N // 2: neighbours in id order
+    are often variants of one object, e.g. box_large-label_0/_a/_b), into `shuffled_*` keys."""
+    keys = [e for e in entries if (e["id"], e["view"]) in preds]
+    for i, e in enumerate(keys):
+        other = keys[(i + max(1, len(keys) // 2)) % len(keys)]
+        if other["id"] == e["id"]:
+            continue
+        target = load_target(predictor, dataset, e["id"], e["view"], cfg)
+        metrics, _, _ = score(preds[(other["id"], other["view"])], target, cfg, {})
+        e["shuffled_input"] = other["id"]
+        e.update({f"shuffled_{k}": metrics.get(k) for k in SHUFFLED})
 
 
 def evaluate(predictor, dataset: str | Path, out_dir: str | Path, cfg: EvalConfig = EvalConfig(),
@@ -143,15 +215,21 @@ def evaluate(predictor, dataset: str | Path, out_dir: str | Path, cfg: EvalConfi
         "lpips_available": lpips is not None,
     }
     entries: list[dict] = []
+    preds: dict[tuple[str, int], Prediction] = {}
     for object_id in ids:
         for view in cfg.views:
             try:
-                entries.append(evaluate_object(predictor, dataset, object_id, view, cfg, out_dir, lpips))
+                entry, pred = evaluate_object(predictor, dataset, object_id, view, cfg, out_dir, lpips)
+                entries.append(entry)
+                if cfg.shuffle:
+                    preds[(object_id, view)] = pred
             except LRMError as exc:  # a broken object is recorded, the run goes on
                 entries.append({"id": object_id, "view": view, "status": "failed", "error": str(exc)})
             report.write_metrics(out_dir, header, entries)
             if progress is not None:
                 progress(entries[-1])
+    if cfg.shuffle:
+        shuffled_scores(predictor, dataset, entries, preds, cfg)
     result = report.write_metrics(out_dir, header, entries)
     report.write_summary(out_dir, result)
     return result

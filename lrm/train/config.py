@@ -42,6 +42,8 @@ class DataConfig:
     backgrounds: tuple[float, ...] = (0.0, 0.5, 1.0)  # grey levels drawn per supervision view
     source_background: float = 1.0  # grey level behind the input view (OpenLRM: white)
     workers: int = 0  # DataLoader worker processes per rank (0 = load in the main process)
+    occupancy_points: int = 0  # inside/outside points per sample from samples.npz (0 = no 3D supervision)
+    surface_points: int = 0  # coloured surface points per sample from samples.npz (0 = none)
 
 
 @dataclass
@@ -51,6 +53,12 @@ class LossConfig:
     tv: float = 5e-4  # weight of the total variation of the triplanes
     mask: float = 0.0  # weight of the opacity-vs-alpha MSE (0 = off, as OpenLRM)
     lpips_weights: str = ""  # folder or hub id with VGG16 + LPIPS heads ("" = look in caches)
+    occupancy: float = 0.0  # weight of the inside/outside BCE at data.occupancy_points (lrm.train.losses)
+    surface_rgb: float = 0.0  # weight of the colour MSE at data.surface_points
+    occupancy_scale: float = 1.0  # the occupancy logit is scale·x (x = raw + density_bias): below 1 the
+    # loss saturates only at larger |x|, so inside densities grow larger and renders come out opaque
+    occupancy_scale_start: int = 0  # optimizer step from which occupancy_scale applies (1.0 before): a
+    # new model started at scale 0.2 collapsed to "everything outside" (measured), a trained one does not
 
 
 @dataclass

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from lrm import cameras
-from lrm.data.format import ObjectViews, list_objects, read_meta, read_object
+from lrm.data.format import ObjectViews, list_objects, object_dir, read_meta, read_object
+from lrm.data.samples import SAMPLES_NAME, PointSamples, read_samples
 from lrm.errors import LRMError
 from lrm.train.config import DataConfig
 
@@ -39,6 +40,7 @@ class ObjectSource(Protocol):
     def __len__(self) -> int: ...
     def num_views(self, index: int) -> int: ...
     def read(self, index: int, views: list[int]) -> ObjectViews: ...
+    def read_points(self, index: int) -> PointSamples: ...
 
 
 class FolderSource:
@@ -63,6 +65,18 @@ class FolderSource:
     def read(self, index: int, views: list[int]) -> ObjectViews:
         return read_object(self.root, self.ids[index], views=views)
 
+    def read_points(self, index: int) -> PointSamples:
+        return read_samples(object_dir(self.root, self.ids[index]))
+
+    def require_points(self) -> None:
+        """Raise a one-line LRMError unless every object has its samples.npz."""
+        missing = [i for i in self.ids if not (object_dir(self.root, i) / SAMPLES_NAME).is_file()]
+        if missing:
+            raise LRMError(f"{self.root}: {len(missing)} of {len(self.ids)} objects have no 3D point samples "
+                           f"({SAMPLES_NAME}, e.g. {missing[0]}); add them with `lrm data samples "
+                           f"{self.root} SOURCE ...` (the sources it was rendered from), or set "
+                           "data.occupancy_points = data.surface_points = 0")
+
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """images: [N, C, H, W] in [0, 1] -> [N, C, size, size]: bicubic, align_corners=True, clamped."""
@@ -78,14 +92,34 @@ def composite(rgba: np.ndarray, background: torch.Tensor) -> tuple[torch.Tensor,
     return rgb * alpha + background[:, None, None, None] * (1 - alpha), alpha
 
 
-def make_sample(obj: ObjectViews, rng: np.random.Generator, cfg: DataConfig, source_size: int) -> dict:
+def point_targets(points: PointSamples, rng: np.random.Generator, cfg: DataConfig, frame: torch.Tensor) -> dict:
+    """A random subset of an object's point samples, moved into the input camera's frame.
+
+    frame: [4, 4] world -> the frame in which the input camera is canonical
+    -> occupancy_xyz [P, 3], occupancy [P], surface_xyz [Q, 3], surface_rgb [Q, 3]"""
+    occ = rng.choice(len(points.occupancy), size=cfg.occupancy_points,
+                     replace=len(points.occupancy) < cfg.occupancy_points)
+    surf = rng.choice(len(points.surface_xyz), size=cfg.surface_points,
+                      replace=len(points.surface_xyz) < cfg.surface_points)
+    rot, shift = frame[:3, :3], frame[:3, 3]
+    move = lambda xyz: torch.from_numpy(xyz).float() @ rot.T + shift  # noqa: E731
+    return {"occupancy_xyz": move(points.occupancy_xyz[occ]),
+            "occupancy": torch.from_numpy(points.occupancy[occ]).float(),
+            "surface_xyz": move(points.surface_xyz[surf]),
+            "surface_rgb": torch.from_numpy(points.surface_rgb[surf]).float()}
+
+
+def make_sample(obj: ObjectViews, rng: np.random.Generator, cfg: DataConfig, source_size: int,
+                points: PointSamples | None = None) -> dict:
     """One training sample from an object read with its chosen views (source first).
 
     Returns source [3, S, S], source_camera [16], c2w [V, 4, 4], intrinsics [V, 4],
     resolution [V], anchor [V, 2] (row, col), background [V], target [V, 3, r, r],
-    alpha [V, 1, r, r] with r = cfg.region and V the supervised views.
+    alpha [V, 1, r, r] with r = cfg.region and V the supervised views; with `points` also the
+    entries of `point_targets`.
     """
-    c2w = cameras.normalize_poses(torch.from_numpy(obj.c2w).float())
+    raw = torch.from_numpy(obj.c2w).float()
+    c2w = cameras.normalize_poses(raw)
     intr = torch.from_numpy(obj.intrinsics).float()
     src_rgb, _ = composite(obj.rgba[:1], torch.tensor([cfg.source_background]))
     source = resize(src_rgb, source_size)[0]
@@ -101,7 +135,11 @@ def make_sample(obj: ObjectViews, rng: np.random.Generator, cfg: DataConfig, sou
     full = resize(torch.cat([rgb, alpha], dim=1), res)
     crops = torch.stack([full[i, :, int(r):int(r) + cfg.region, int(c):int(c) + cfg.region]
                          for i, (r, c) in enumerate(anchor.tolist())])
+    extra = {}
+    if points is not None:
+        extra = point_targets(points, rng, cfg, c2w[0] @ torch.linalg.inv(raw[0]))
     return {
+        **extra,
         "source": source,
         "source_camera": cameras.camera_vector(c2w[0], intr[0]),
         "c2w": c2w[sup],
@@ -141,7 +179,10 @@ class TrainSamples(torch.utils.data.Dataset):
         if self.cfg.source_view >= 0:  # a fixed input view, then k - 1 others
             others = [int(i) for i in rng.permutation(n) if i != self.cfg.source_view]
             views = [self.cfg.source_view] + others[: k - 1]
-        return make_sample(self.source.read(index, views), rng, self.cfg, self.source_size)
+        points = None
+        if self.cfg.occupancy_points or self.cfg.surface_points:
+            points = self.source.read_points(index)
+        return make_sample(self.source.read(index, views), rng, self.cfg, self.source_size, points)
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -173,15 +214,19 @@ def validation_items(source: ObjectSource, count: int, views: int, source_size: 
     """Fixed validation items: view 0 is the input, views 1..`views` the targets (on white).
 
     Each item: source [1, 3, S, S], source_camera [1, 16], c2w [1, V, 4, 4],
-    intrinsics [1, V, 4], target [1, V, 3, res, res]."""
+    intrinsics [1, V, 4], target [1, V, 3, res, res], and the input view's source_c2w
+    [1, 1, 4, 4], source_intrinsics [1, 1, 4], source_alpha [1, 1, 1, res, res]."""
     items = []
     for index in range(min(count, len(source))):
         n = min(views + 1, source.num_views(index))
         obj = source.read(index, list(range(n)))
         c2w = cameras.normalize_poses(torch.from_numpy(obj.c2w).float())
         intr = torch.from_numpy(obj.intrinsics).float()
-        rgb, _ = composite(obj.rgba, torch.ones(n))
+        rgb, alpha = composite(obj.rgba, torch.ones(n))
         items.append({
+            "source_c2w": c2w[None, :1],
+            "source_intrinsics": intr[None, :1],
+            "source_alpha": resize(alpha[:1], resolution)[None],
             "source": resize(rgb[:1], source_size),
             "source_camera": cameras.camera_vector(c2w[:1], intr[:1]),
             "c2w": c2w[None, 1:],

@@ -52,6 +52,11 @@ class TrainStep(nn.Module):
                                     generator=generator)
         finally:
             self.model.cfg.render = cfg
+        if "occupancy_xyz" in batch:  # 3D point supervision (lrm.data.samples)
+            n = batch["occupancy_xyz"].shape[1]
+            raw, rgb = self.model.field(planes, torch.cat([batch["occupancy_xyz"], batch["surface_xyz"]], 1))
+            out["point_logit"] = raw[:, :n] + self.model.cfg.field.density_bias  # density = act(logit)
+            out["point_rgb"] = rgb[:, n:]
         return out, planes
 
 
@@ -170,8 +175,10 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
     if resume_from is not None and sharded:
         acc.load_state(str(resume_from / "accelerate"))
 
-    data = TrainSamples(FolderSource(cfg.data.root, cfg.data.split), cfg.data,
-                        cfg.model.inference.source_size, cfg.seed)
+    source = FolderSource(cfg.data.root, cfg.data.split)
+    if cfg.data.occupancy_points or cfg.data.surface_points:
+        source.require_points()
+    data = TrainSamples(source, cfg.data, cfg.model.inference.source_size, cfg.seed)
     end = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
     batches = StepBatches(start, end, cfg.batch_size, cfg.accumulation, acc.process_index, acc.num_processes)
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, collate_fn=collate,
@@ -205,7 +212,7 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
         return final
 
     summary = {"step": start, "loss": float("nan"), "samples_per_s": float("nan"),
-               "val_psnr": None, "checkpoint": str(resume_from) if resume_from else None}
+               "val_psnr": None, "val_input_iou": None, "checkpoint": str(resume_from) if resume_from else None}
     bar = None
     if progress and acc.is_main_process:
         from tqdm.auto import tqdm
@@ -223,7 +230,7 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
                 with contextlib.nullcontext() if last else acc.no_sync(step_module):
                     with acc.autocast():
                         out, planes = step_module(batch, cfg.data.region, gen)
-                    loss, terms = total_loss(out, batch, planes, cfg.loss, lpips)
+                    loss, terms = total_loss(out, batch, planes, cfg.loss, lpips, step)
                     acc.backward(loss / cfg.accumulation)
                 for k, v in terms.items():
                     terms_sum[k] = terms_sum.get(k, 0.0) + v / cfg.accumulation
@@ -251,9 +258,9 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
             if bar is not None:
                 bar.update(1)
             if val_items and (done % cfg.val_every == 0 or done == end):
-                score, grid = validate(model, val_items, cfg.val_resolution)
-                summary["val_psnr"] = score
-                log.scalars(done, {"val/psnr": score})
+                score, grid, iou = validate(model, val_items, cfg.val_resolution)
+                summary["val_psnr"], summary["val_input_iou"] = score, iou
+                log.scalars(done, {"val/psnr": score, "val/input_iou": iou})
                 log.image(done, "val/renders", grid)
                 save_grid(grid, run_dir / "val" / f"step-{done:06d}.png")
             if acc.num_processes > 1:  # stop together, or the ranks deadlock in the save
