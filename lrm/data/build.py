@@ -25,7 +25,7 @@ import numpy as np
 from lrm.data import format as fmt
 from lrm.data.mesh import normalize, to_ply
 from lrm.data.raster import GLRenderer, LightConfig
-from lrm.data.samples import SAMPLES_NAME, PointSamples, SampleConfig, compute_samples
+from lrm.data.samples import PointSamples, SampleConfig, compute_samples, missing_samples, write_samples
 from lrm.data.sources.base import Asset, SkipAsset
 from lrm.data.views import ViewConfig, object_seed, ring_cameras, training_cameras
 from lrm.errors import LRMError
@@ -186,8 +186,6 @@ def _sample_work(job: tuple[Asset, BuildConfig, str]) -> dict:
     try:
         mesh, _, _ = normalize(asset.load(), cfg.fit)
         points = compute_samples(mesh, cfg.light, cfg.samples, object_seed(asset.id))
-        from lrm.data.samples import write_samples
-
         write_samples(fmt.object_dir(root, asset.id), points)
         return {"id": asset.id, "status": "ok", "seconds": round(time.time() - start, 3)}
     except Exception as exc:
@@ -207,7 +205,7 @@ def add_samples(assets: list[Asset], root: str | Path, samples: SampleConfig, wo
         k: tuple(v) if isinstance(v, list) else v for k, v in info.get("light", {}).items()}), samples=samples)
     ids = set(fmt.list_objects(root))
     by_id = {a.id: a for a in assets if a.id in ids}
-    todo = [a for i, a in sorted(by_id.items()) if not (fmt.object_dir(root, i) / SAMPLES_NAME).is_file()]
+    todo = [by_id[i] for i in missing_samples(root, sorted(by_id))]
     stats = {"objects": len(ids), "from_sources": len(by_id), "todo": len(todo), "ok": 0, "failed": 0,
              "missing_source": len(ids - set(by_id))}
     start = time.time()
@@ -224,11 +222,6 @@ def add_samples(assets: list[Asset], root: str | Path, samples: SampleConfig, wo
     if stats["failed"] == 0 and stats["missing_source"] == 0:
         fmt.write_dataset_info(root, {k: v for k, v in info.items() if k != "format"} | {"samples": asdict(samples)})
     return stats
-
-
-def missing_samples(root: str | Path, ids: list[str]) -> list[str]:
-    """Ids (of `ids`) whose object folder has no samples.npz."""
-    return [i for i in ids if not (fmt.object_dir(root, i) / SAMPLES_NAME).is_file()]
 
 
 def _run(jobs: list, workers: int, work=_work):

@@ -58,14 +58,17 @@ class PointSamples:
     occupancy: np.ndarray  # [Q] float32, 1 inside, 0 outside
 
 
-def _surface(mesh: Mesh, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Area-uniform points on the mesh with albedo and geometric normal; texels cut out by an
-    alpha test are holes (their points are dropped). -> xyz [M, 3], albedo [M, 3], normal [M, 3]"""
-    tris, areas = [], []
-    for part in mesh.parts:
-        t = part.positions[part.faces].astype(np.float64)  # [F, 3, 3]
-        tris.append(t)
-        areas.append(0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=-1))
+def _triangles(mesh: Mesh) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per part: triangle corners [F, 3, 3] float64 and triangle areas [F]."""
+    tris = [p.positions[p.faces].astype(np.float64) for p in mesh.parts]
+    return tris, [0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=-1) for t in tris]
+
+
+def _surface(mesh: Mesh, tris: list[np.ndarray], areas: list[np.ndarray], n: int, rng: np.random.Generator
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area-uniform points on the mesh (`tris`, `areas`: from `_triangles`) with albedo and
+    geometric normal; texels cut out by an alpha test are holes (their points are dropped).
+    -> xyz [M, 3], albedo [M, 3], normal [M, 3]"""
     sizes = np.array([a.sum() for a in areas])
     if sizes.sum() <= 0:
         raise ValueError("mesh has zero area")
@@ -131,27 +134,26 @@ def _orient(solid: np.ndarray, xyz: np.ndarray, normal: np.ndarray, voxel: float
 
 def compute_samples(mesh: Mesh, light: LightConfig, cfg: SampleConfig, seed: int) -> PointSamples:
     """Point samples of a normalised mesh (inside [-1, 1]³). Deterministic for a seed."""
-    from lrm.evaluate.geometry import solid_voxels
-
     from scipy.spatial import cKDTree
+
+    from lrm.evaluate.geometry import solid_voxels
 
     rng = np.random.default_rng(seed)
     g = cfg.grid
     voxel = 2.0 / g
+    tris, areas = _triangles(mesh)
+    area = sum(float(a.sum()) for a in areas)
     # Dense surface points decide the voxels (about 6 per voxel-sized area; the closing fills gaps).
-    area = sum(float(0.5 * np.linalg.norm(np.cross(p.positions[p.faces[:, 1]] - p.positions[p.faces[:, 0]],
-                                                    p.positions[p.faces[:, 2]] - p.positions[p.faces[:, 0]]),
-                                           axis=-1).sum()) for p in mesh.parts)
-    dense, _, dense_n = _surface(mesh, int(min(1e6, max(2e4, 6 * area / voxel**2))), rng)
+    dense, _, dense_n = _surface(mesh, tris, areas, int(min(1e6, max(2e4, 6 * area / voxel**2))), rng)
     if len(dense) == 0:
         raise ValueError("no visible surface (every texel cut out)")
     solid = solid_voxels(dense, np.full(3, -1.0), voxel, (g, g, g))
     dense_n, dense_sided = _orient(solid, dense, dense_n, voxel)
-    xyz, albedo, normal = _surface(mesh, cfg.surface, rng)
+    xyz, albedo, normal = _surface(mesh, tris, areas, cfg.surface, rng)
     for _ in range(6):  # alpha-tested holes drop points: draw more until there are enough
         if len(xyz) >= cfg.surface or len(xyz) == 0:
             break
-        more = _surface(mesh, 2 * (cfg.surface - len(xyz)) * cfg.surface // len(xyz), rng)
+        more = _surface(mesh, tris, areas, 2 * (cfg.surface - len(xyz)) * cfg.surface // len(xyz), rng)
         xyz, albedo, normal = (np.concatenate([a, b]) for a, b in zip((xyz, albedo, normal), more))
     if len(xyz) < cfg.surface:
         raise ValueError("no visible surface (nearly every texel cut out)")
@@ -194,6 +196,13 @@ def write_samples(folder: str | Path, s: PointSamples) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return folder / SAMPLES_NAME
+
+
+def missing_samples(root: str | Path, ids: list[str]) -> list[str]:
+    """The ids (of `ids`) whose object folder in dataset `root` has no samples.npz."""
+    from lrm.data.format import object_dir
+
+    return [i for i in ids if not (object_dir(root, i) / SAMPLES_NAME).is_file()]
 
 
 def read_samples(folder: str | Path) -> PointSamples:

@@ -161,9 +161,9 @@ SHUFFLED = ("psnr", "chamfer", "fscore@0.1", "volume_iou", "input_iou")  # score
 
 
 def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: EvalConfig, out_dir: Path,
-                    lpips=None) -> tuple[dict, Prediction]:
+                    lpips=None) -> tuple[dict, Prediction, Target]:
     """Evaluate one (object, input view); writes its mesh and contact sheet.
-    -> (per-object entry, the prediction)"""
+    -> (per-object entry, the prediction, what it was scored against)"""
     target = load_target(predictor, dataset, object_id, view, cfg)
     timings: dict[str, float] = {}
     with timed(timings, "predict_total"):
@@ -182,20 +182,21 @@ def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: Ev
             target.ring,
         )
     entry["timings"] = timings
-    return entry, pred
+    return entry, pred, target
 
 
-def shuffled_scores(predictor, dataset: Path, entries: list[dict], preds: dict, cfg: EvalConfig) -> None:
+def shuffled_scores(entries: list[dict], done: dict[tuple[str, int], tuple[Prediction, Target]],
+                    cfg: EvalConfig) -> None:
     """The input-dependence control: score each entry's object against the prediction made from
     the input of the entry half the list away (a cyclic shift by N // 2: neighbours in id order
     are often variants of one object, e.g. box_large-label_0/_a/_b), into `shuffled_*` keys."""
-    keys = [e for e in entries if (e["id"], e["view"]) in preds]
+    keys = [e for e in entries if (e["id"], e["view"]) in done]
     for i, e in enumerate(keys):
         other = keys[(i + max(1, len(keys) // 2)) % len(keys)]
         if other["id"] == e["id"]:
             continue
-        target = load_target(predictor, dataset, e["id"], e["view"], cfg)
-        metrics, _, _ = score(preds[(other["id"], other["view"])], target, cfg, {})
+        target = done[(e["id"], e["view"])][1]
+        metrics, _, _ = score(done[(other["id"], other["view"])][0], target, cfg, {})
         e["shuffled_input"] = other["id"]
         e.update({f"shuffled_{k}": metrics.get(k) for k in SHUFFLED})
 
@@ -215,21 +216,21 @@ def evaluate(predictor, dataset: str | Path, out_dir: str | Path, cfg: EvalConfi
         "lpips_available": lpips is not None,
     }
     entries: list[dict] = []
-    preds: dict[tuple[str, int], Prediction] = {}
+    done: dict[tuple[str, int], tuple[Prediction, Target]] = {}  # kept for --shuffle
     for object_id in ids:
         for view in cfg.views:
             try:
-                entry, pred = evaluate_object(predictor, dataset, object_id, view, cfg, out_dir, lpips)
+                entry, pred, target = evaluate_object(predictor, dataset, object_id, view, cfg, out_dir, lpips)
                 entries.append(entry)
                 if cfg.shuffle:
-                    preds[(object_id, view)] = pred
+                    done[(object_id, view)] = (pred, target)
             except LRMError as exc:  # a broken object is recorded, the run goes on
                 entries.append({"id": object_id, "view": view, "status": "failed", "error": str(exc)})
             report.write_metrics(out_dir, header, entries)
             if progress is not None:
                 progress(entries[-1])
     if cfg.shuffle:
-        shuffled_scores(predictor, dataset, entries, preds, cfg)
+        shuffled_scores(entries, done, cfg)
     result = report.write_metrics(out_dir, header, entries)
     report.write_summary(out_dir, result)
     return result

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from lrm import cameras
 from lrm.data.format import ObjectViews, list_objects, object_dir, read_meta, read_object
-from lrm.data.samples import SAMPLES_NAME, PointSamples, read_samples
+from lrm.data.samples import SAMPLES_NAME, PointSamples, missing_samples, read_samples
 from lrm.errors import LRMError
 from lrm.train.config import DataConfig
 
@@ -70,7 +70,7 @@ class FolderSource:
 
     def require_points(self) -> None:
         """Raise a one-line LRMError unless every object has its samples.npz."""
-        missing = [i for i in self.ids if not (object_dir(self.root, i) / SAMPLES_NAME).is_file()]
+        missing = missing_samples(self.root, self.ids)
         if missing:
             raise LRMError(f"{self.root}: {len(missing)} of {len(self.ids)} objects have no 3D point samples "
                            f"({SAMPLES_NAME}, e.g. {missing[0]}); add them with `lrm data samples "

@@ -4,11 +4,11 @@ the direct 3D terms at stored point samples (lrm.data.samples):
 - occupancy: binary cross-entropy with logits of the density activation's input
   x = raw + density_bias (lrm.model.field) against inside (1) / outside (0): the surface is
   where x = 0, i.e. density = softplus(0) = 0.69 (OpenLRM's activation) or exp(0) = 1 (TripoSR's).
-  `occupancy_scale` < 1 lets x (and the density inside) grow further before the loss saturates:
-  at scale 1 it stalls near x = ±5, a density of 5, and volume renders stay foggy;
   A logistic loss keeps inside and outside gradients of one size from the first step; a loss on
   the rendering's own opacity 1 - exp(-density·δ) was measured to learn far slower (its inside
-  gradient is 1/density, and early on it only raises density everywhere);
+  gradient is 1/density, and early on it only raises density everywhere). `occupancy_scale` < 1
+  lets x (and the density inside) grow further before the loss saturates: at scale 1 it stalls
+  near x = ±5, a density of 5, and volume renders stay foggy;
 - surface colour: MSE of the field's colour at surface points against the rendered colour there.
 """
 
