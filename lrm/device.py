@@ -5,9 +5,10 @@
   "bf16": bf16 autocast for matmuls/attention (parameters stay fp32).
   "int8" (CPU only): dynamic int8 for the big Linear layers of the encoder and transformer
   (`lrm.model.quant`); everything else fp32.
-  "auto": bf16 where the hardware computes it fast (CUDA with bf16 support; CPUs with AVX-512 BF16
-  or AMX); on other CPUs int8 (their bf16 matmuls are ~3x slower than fp32, int8 ~2x faster);
-  fp32 elsewhere.
+  "auto": bf16 on CUDA with bf16 support; on a CPU the fastest of fp32 / bf16 / int8 as measured
+  on the running machine (`lrm.probe`: a reduced precision must beat fp32 by 15%), because CPU
+  flags do not tell speed (int8 ran 3.8x faster than fp32 on an Ice Lake, 45x slower on an
+  AVX2-only EPYC); with probing off (LRM_PROBE=0) the CPU-flag guess; fp32 elsewhere.
 The field decoder always runs in fp32 (it is small, and the density feeds thresholds).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from typing import Iterator, Literal
 
 import torch
@@ -39,36 +41,67 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         raise LRMError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
 
 
-def cpu_has_fast_bf16() -> bool:
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
-
-
-def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype:
+def resolve_precision(precision: Precision, device: torch.device,
+                      shape: tuple[int, int, int] = (768, 192, 768)) -> torch.dtype:
     """The compute dtype of the forward pass: torch.float32 (no autocast), torch.bfloat16
-    (autocast) or torch.int8 (quantised Linear layers, CPU)."""
+    (autocast) or torch.int8 (quantised Linear layers, CPU). shape: (tokens, width, out width) of
+    the model's big Linear layers, the shape "auto" probes at on a CPU."""
+    return choose_precision(precision, device, shape)[0]
+
+
+def choose_precision(precision: Precision, device: torch.device,
+                     shape: tuple[int, int, int] = (768, 192, 768)) -> tuple[torch.dtype, str]:
+    """resolve_precision, with a note on why: the probe's figures for "auto" on a CPU, and a
+    warning (also raised as a RuntimeWarning) when an explicit bf16/int8 measured slower than fp32."""
+    from lrm import probe
     from lrm.model.quant import int8_available
 
     if precision == "fp32":
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
+        return torch.float32, ""
+    if precision not in ("bf16", "int8", "auto"):
+        raise LRMError(f"unknown precision {precision!r}; use fp32, bf16, int8 or auto")
     if precision == "int8":
         if device.type != "cpu":
             raise LRMError("--dtype int8 runs on the CPU only; use bf16 on GPUs")
         if not int8_available():
             raise LRMError("this PyTorch build has no CPU int8 matmul (torch._int_mm); use fp32")
-        return torch.int8
-    if precision != "auto":
-        raise LRMError(f"unknown precision {precision!r}; use fp32, bf16, int8 or auto")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu":
-        if cpu_has_fast_bf16():
-            return torch.bfloat16
-        return torch.int8 if int8_available() else torch.float32
-    return torch.float32
+    if device.type != "cpu":
+        if precision == "auto":
+            ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+            return (torch.bfloat16 if ok else torch.float32), ""
+        return torch.bfloat16, ""
+    if not probe.probing_enabled():
+        name = probe.guess_from_flags() if precision == "auto" else precision
+        return _DTYPES[name], ("CPU-flag guess (LRM_PROBE=0)" if precision == "auto" else "")
+    result = probe.probe(shape)
+    if precision == "auto":
+        return _DTYPES[result.choice], result.describe()
+    note = ""
+    if probe.is_slow(result.rates, precision):
+        ratio = result.rates["fp32"] / result.rates[precision]
+        note = (f"--dtype {precision} measured {ratio:.1f}x slower than fp32 on this CPU "
+                f"({result.describe()}); --dtype auto or fp32 is faster here")
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
+    return _DTYPES[precision], note
+
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
+
+
+def training_precision(choice: str, shape: tuple[int, int, int]) -> tuple[str, str]:
+    """accelerate's `mixed_precision` for a training run, and a note on why. "auto": bf16 on CUDA
+    with bf16; on a CPU bf16 only where the probe measures it faster than fp32 (the flags said
+    bf16 on an AVX512-BF16 Xeon whose bf16 training step measured 1.3x slower), else "no"."""
+    if choice != "auto":
+        return choice, ""
+    if torch.cuda.is_available():
+        return ("bf16" if torch.cuda.is_bf16_supported() else "no"), ""
+    from lrm import probe
+
+    if not probe.probing_enabled():
+        return ("bf16" if probe.guess_from_flags() == "bf16" else "no"), "CPU-flag guess (LRM_PROBE=0)"
+    result = probe.probe(shape)
+    return ("bf16" if probe.choose(result.rates, ("bf16",)) == "bf16" else "no"), result.describe()
 
 
 def precision_name(dtype: torch.dtype) -> str:

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from lrm import cameras
-from lrm.device import Precision, autocast, configure_allocator, resolve_device, resolve_precision
+from lrm.device import Precision, autocast, choose_precision, configure_allocator, resolve_device
 from lrm.hub import load_model
 from lrm.model.lrm import LRM, InferenceConfig
-from lrm.preprocess import ImageInput, prepare
+from lrm.preprocess import REMBG_MODEL, ImageInput, prepare
 
 if TYPE_CHECKING:
     from lrm.mesh.types import Mesh
@@ -72,13 +72,16 @@ class Reconstructor:
             self.model = model.to(self.device).eval()
         else:
             self.model = load_model(model, device=self.device)
-        self.compute_dtype = resolve_precision(dtype, self.device)
+        t = self.model.cfg.transformer  # "auto" on a CPU times the transformer's MLP shape
+        self.compute_dtype, self.precision_note = choose_precision(
+            dtype, self.device, (3 * t.token_res**2, t.dim, 4 * t.dim))
         if self.compute_dtype == torch.int8:
             from lrm.model.quant import is_quantized, quantize_
 
             if not is_quantized(self.model):
                 quantize_(self.model)
         self.exact = exact
+        self.rembg_model = REMBG_MODEL  # background-removal model for images without alpha
         self._fast: dict = {}  # cache of fast_field
         self.inference: InferenceConfig = dataclasses.replace(self.model.cfg.inference)
 
@@ -92,7 +95,7 @@ class Reconstructor:
         """-> model input rgb [S, S, 3] float32 in [0, 1]"""
         inf = self.inference
         rgb, _ = prepare(image, inf.source_size, inf.condition_background, inf.foreground_ratio,
-                         remove_bg=remove_bg, do_recenter=recenter)
+                         remove_bg=remove_bg, do_recenter=recenter, rembg_model=self.rembg_model)
         return rgb
 
     def encode(self, image: np.ndarray, source_distance: float | None = None) -> torch.Tensor:

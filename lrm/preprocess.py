@@ -3,7 +3,8 @@
 1. `load_image`: any Pillow-readable file (EXIF orientation applied; grey, palette, CMYK,
    16-bit and RGBA handled) -> RGBA float32 [H, W, 4] in [0, 1].
 2. Foreground mask: the alpha channel when it has transparency; otherwise `rembg` (optional
-   extra, downloads its weights on first use) unless background removal is disabled, in which
+   extra, downloads its weights on first use; one session per process, model `u2net`
+   (Apache-2.0) unless another is chosen) unless background removal is disabled, in which
    case the whole image is the foreground.
 3. `recenter`: crop to the mask's bounding box (alpha > 0.1, inclusive), pad to a square, pad
    again so the object's longer side is `ratio` of the image side, composite on the model's
@@ -78,19 +79,45 @@ def has_transparency(rgba: np.ndarray) -> bool:
     return bool((rgba[..., 3] < 0.999).any())
 
 
-def remove_background(rgba: np.ndarray) -> np.ndarray:
-    """Estimate alpha with rembg (optional extra). rgba: [H, W, 4] -> [H, W, 4]"""
-    try:
-        import rembg
-    except ImportError:
-        raise LRMError(
-            "this image has no transparency and background removal needs the optional 'rembg' "
-            "package: pip install 'lrm[rembg]', or pass --no-remove-bg, or give an RGBA image"
-        ) from None
+REMBG_MODEL = "u2net"  # U²-Net, Apache-2.0; rembg's own default changed to a non-commercial model
+# Models whose weights forbid commercial use (their licence is printed once when first used).
+REMBG_NONCOMMERCIAL = {"bria-rmbg": "CC-BY-NC-4.0 (BRIA RMBG-2.0)"}
+_rembg_sessions: dict[str, object] = {}
+
+
+def rembg_session(model: str = REMBG_MODEL):
+    """One rembg session per model and process (loading one costs seconds and up to 1 GB)."""
+    if model not in _rembg_sessions:
+        try:
+            import rembg
+        except ImportError:
+            raise LRMError(
+                "this image has no transparency and background removal needs the optional 'rembg' "
+                "package: pip install 'lrm[rembg]', or pass --no-remove-bg, or give an RGBA image"
+            ) from None
+        if model in REMBG_NONCOMMERCIAL:
+            import sys
+
+            print(f"lrm: note: rembg model {model!r} is licensed {REMBG_NONCOMMERCIAL[model]}: not for "
+                  f"commercial use (the default {REMBG_MODEL!r} is Apache-2.0)", file=sys.stderr)
+        try:
+            _rembg_sessions[model] = rembg.new_session(model)
+        except Exception as exc:  # unknown name, or the weights cannot be downloaded
+            raise LRMError(f"rembg could not load model {model!r} ({type(exc).__name__}: {exc}); "
+                           "pass --no-remove-bg or give an RGBA image") from None
+    return _rembg_sessions[model]
+
+
+def remove_background(rgba: np.ndarray, model: str = REMBG_MODEL) -> np.ndarray:
+    """Estimate alpha with rembg (optional extra), one session per model and process.
+    rgba: [H, W, 4] -> [H, W, 4]"""
+    session = rembg_session(model)
+    import rembg
+
     rgb8 = Image.fromarray((rgba[..., :3] * 255 + 0.5).astype(np.uint8), "RGB")
     try:
-        cut = rembg.remove(rgb8)
-    except Exception as exc:  # rembg downloads u2net.onnx on first use
+        cut = rembg.remove(rgb8, session=session)
+    except Exception as exc:
         raise LRMError(f"rembg could not remove the background ({type(exc).__name__}: {exc}); "
                        "pass --no-remove-bg or give an RGBA image") from None
     alpha = np.asarray(cut.convert("RGBA")).astype(np.float32)[..., 3] / 255.0
@@ -147,11 +174,12 @@ def prepare(
     ratio: float,
     remove_bg: bool = True,
     do_recenter: bool = True,
+    rembg_model: str = REMBG_MODEL,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Full preprocessing. -> (model input rgb [size, size, 3] float32, the square rgba used [s, s, 4])"""
     rgba = load_image(image)
     if not has_transparency(rgba) and remove_bg:
-        rgba = remove_background(rgba)
+        rgba = remove_background(rgba, rembg_model)
     if do_recenter and has_transparency(rgba):
         rgba = recenter(rgba, ratio)
     else:

@@ -51,6 +51,22 @@ def test_reconstruct_end_to_end(tmp_path, model_dir, rgba_image, tiny_model, cap
     # a rerun skips the finished image
     assert main(["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir)]) == 0
     assert "skipping 1" in capsys.readouterr().err
+    # an image whose run was killed before its completion record is redone, and so is one that
+    # now asks for more than was written
+    (folder / ".lrm-done.json").unlink()
+    small = ["--mesh-resolution", "32", "--mesh-threshold", f"{thr}", "--render-size", "16", "--dtype", "fp32"]
+    assert main(["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir), *small]) == 0
+    assert "skipping" not in capsys.readouterr().err and (folder / ".lrm-done.json").is_file()
+    assert main(["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir), "--views", "3", *small]) == 0
+    assert "skipping" not in capsys.readouterr().err and len(list((folder / "views").iterdir())) == 3
+
+
+def test_output_names_stay_inside_and_never_collide():
+    from lrm.cli.reconstruct import output_names
+
+    names = output_names([Path("in") / n for n in ["a.jpg", "a.png", "a-2.png", "...png", "..png", "x y.png"]])
+    assert names == ["a", "a-3", "a-2", "__", "_", "x_y"]  # a-2 stays a-2.png's; dots never mean "up"
+    assert len(set(names)) == len(names)
 
 
 def _assert_one_line_error(code: int, err: str, fragment: str) -> None:

@@ -85,16 +85,15 @@ def test_quantize_swaps_block_linears_only(tiny_model):
     assert isinstance(model.field.mlp[0], nn.Linear) and isinstance(model.transformer.blocks[0].norm1.mod, nn.Linear)
 
 
-def test_precision_auto_by_capability():
-    from lrm.device import cpu_has_fast_bf16
+def test_explicit_precisions_and_their_errors():
     from lrm.errors import LRMError
 
     cpu = torch.device("cpu")
-    want = torch.bfloat16 if cpu_has_fast_bf16() else (torch.int8 if int8_available() else torch.float32)
-    assert resolve_precision("auto", cpu) == want
     assert resolve_precision("fp32", cpu) == torch.float32
     with pytest.raises(LRMError, match="CPU only"):
         resolve_precision("int8", torch.device("meta"))
+    with pytest.raises(LRMError, match="unknown precision 'fp64'"):
+        resolve_precision("fp64", cpu)  # type: ignore[arg-type]
 
 
 def test_occupancy_skipping_matches_full_render(toy_fitted_model):

@@ -104,3 +104,37 @@ def test_missing_rembg_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(LRMError, match="lrm\\[rembg\\]"):
         prepare(np.full((4, 4, 3), 0.2, np.float32), 8, 1.0, 0.8, remove_bg=True)
+
+
+def test_rembg_one_session_per_model_permissive_default(monkeypatch, capsys):
+    """A folder of photos loads rembg's model once, the Apache-2.0 u2net unless told otherwise;
+    a non-commercial model's licence is printed once. (A fake rembg: no weights offline.)"""
+    import sys
+    import types
+
+    from PIL import Image
+
+    from lrm import preprocess
+
+    made = []
+
+    def new_session(name):
+        made.append(name)
+        return f"session:{name}"
+
+    def remove(img, session=None):
+        assert session == f"session:{made[-1]}"
+        alpha = np.zeros(img.size[::-1], np.uint8)
+        alpha[1:3, 1:3] = 255  # the centre is the object
+        return Image.fromarray(np.dstack([np.asarray(img), alpha]), "RGBA")
+
+    monkeypatch.setitem(sys.modules, "rembg", types.SimpleNamespace(new_session=new_session, remove=remove))
+    monkeypatch.setattr(preprocess, "_rembg_sessions", {})
+    photo = np.full((4, 4, 3), 0.2, np.float32)
+    for _ in range(3):
+        _, square = prepare(photo, 8, 1.0, 0.5, remove_bg=True)
+    assert made == ["u2net"] and square[..., 3].max() == 1.0 and square[0, 0, 3] == 0.0
+    for _ in range(2):
+        prepare(photo, 8, 1.0, 0.5, remove_bg=True, rembg_model="bria-rmbg")
+    assert made == ["u2net", "bria-rmbg"]
+    assert capsys.readouterr().err.count("not for commercial use") == 1

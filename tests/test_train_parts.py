@@ -151,13 +151,20 @@ def test_lpips_absent_warns_once_and_returns_none(tmp_path, monkeypatch):
 
 
 # --- mixed precision ------------------------------------------------------------------
-def test_auto_precision_follows_the_hardware():
-    from lrm.train.loop import resolve_precision
+def test_auto_training_precision_follows_the_probe(monkeypatch):
+    """bf16 only where it measured faster than fp32; int8 is never a training precision."""
+    from lrm import probe
+    from lrm.device import training_precision
 
-    assert resolve_precision("no") == "no" and resolve_precision("bf16") == "bf16"
-    fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    if not torch.cuda.is_available():
-        assert resolve_precision("auto") == ("bf16" if fast else "no")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LRM_PROBE", "1")
+    shape = (768, 192, 768)
+    assert training_precision("no", shape) == ("no", "") and training_precision("bf16", shape)[0] == "bf16"
+    for rates, want in [({"fp32": 100.0, "bf16": 77.0, "int8": 400.0}, "no"),  # bf16-capable, measured slower
+                        ({"fp32": 100.0, "bf16": 300.0, "int8": 0.0}, "bf16")]:
+        monkeypatch.setattr(probe, "probe", lambda shape, r=rates: probe.ProbeResult(r, probe.choose(r)))
+        precision, why = training_precision("auto", shape)
+        assert precision == want and why.startswith("probed: fp32 100")
 
 
 def test_occupancy_bce_by_hand_and_scale_schedule():

@@ -43,7 +43,16 @@ def _version() -> str:
         return "lrm (not installed)"
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """Warnings on the command line read like errors: `lrm: warning: ...`, one line."""
+    return f"lrm: warning: {str(message).strip().splitlines()[0]}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    if not os.environ.get("LRM_DEBUG"):
+        warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

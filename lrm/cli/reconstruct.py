@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="object size / image size after recentring (default: the model's)")
     p.add_argument("--no-remove-bg", action="store_true",
                    help="do not remove the background of images without alpha (default: remove with rembg)")
+    p.add_argument("--rembg-model", default=None, metavar="NAME",
+                   help="rembg model for images without alpha (default: u2net, Apache-2.0; rembg's own "
+                        "default bria-rmbg is non-commercial)")
     p.add_argument("--no-recenter", action="store_true", help="use the image framing as is (default: recentre)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "int8", "auto"], default="auto",
@@ -101,14 +104,53 @@ def check_image(path: Path) -> None:
 
 
 def output_names(images: list[Path]) -> list[str]:
-    """Stable, unique folder names: the file stem, suffixed -2, -3... on repeats."""
-    seen: dict[str, int] = {}
+    """Stable, unique, safe folder names: the file stem, suffixed -2, -3... on repeats.
+
+    A stem that is only dots (`...png` has the stem `..`) or holds characters other than
+    letters, digits and `._-+@=,` is made safe (each such character becomes `_`), so no name
+    leads out of the output folder. A suffixed name never takes another image's own stem
+    (`a.png`, `a.jpg`, `a-2.png` -> a, a-3, a-2)."""
+    stems = [_safe_stem(img.stem) for img in images]
+    taken = set(stems)
+    used: set[str] = set()
     names = []
-    for img in images:
-        n = seen.get(img.stem, 0) + 1
-        seen[img.stem] = n
-        names.append(img.stem if n == 1 else f"{img.stem}-{n}")
+    for stem in stems:
+        name, n = stem, 1
+        while name in used or (n > 1 and name in taken):  # taken: another image's own stem
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name)
+        names.append(name)
     return names
+
+
+def _safe_stem(stem: str) -> str:
+    import re
+
+    safe = re.sub(r"[^\w.\-+@=,]", "_", stem)
+    return "_" * len(safe) if set(safe) <= {"."} and safe else (safe or "image")
+
+
+DONE_NAME = ".lrm-done.json"  # written last into an image's folder: its outputs are complete
+
+
+def _wanted(args: argparse.Namespace) -> dict:
+    """What a run writes per image (recorded in DONE_NAME; a rerun skips an image only when
+    a complete earlier run wrote at least this)."""
+    return {"mesh": None if args.no_mesh else f"mesh.{args.format}", "views": args.views,
+            "video": args.video_frames if args.video else 0}
+
+
+def is_done(folder: Path, args: argparse.Namespace) -> bool:
+    import json
+
+    try:
+        done = json.loads((folder / DONE_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    want = _wanted(args)
+    return (isinstance(done, dict) and (want["mesh"] is None or done.get("mesh") == want["mesh"])
+            and done.get("views", 0) >= want["views"] and (not want["video"] or done.get("video") == want["video"]))
 
 
 def check_writable(folder: Path) -> None:
@@ -149,6 +191,8 @@ def _apply_overrides(rec, args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None:
             setattr(inf, attr, value)
+    if getattr(args, "rembg_model", None):
+        rec.rembg_model = args.rembg_model
     patch = rec.model.cfg.encoder.patch_size
     if inf.source_size % patch:
         raise LRMError(f"--source-size must be a multiple of the encoder patch size {patch}")
@@ -168,8 +212,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(out_dir)
     shard = shard_from_env()
     mine = shard.take(list(zip(images, output_names(images))))
-    todo = [(img, name) for img, name in mine
-            if args.overwrite or args.no_mesh or not (out_dir / name / f"mesh.{args.format}").exists()]
+    todo = [(img, name) for img, name in mine if args.overwrite or not is_done(out_dir / name, args)]
     if len(todo) < len(mine):
         print(f"skipping {len(mine) - len(todo)} image(s) with existing outputs (--overwrite to redo)",
               file=sys.stderr)
@@ -205,8 +248,10 @@ def load_reconstructor(args: argparse.Namespace, device: str, verbose: bool = Tr
     _apply_overrides(rec, args)
     if verbose:
         mode = "exact" if args.exact else "fast"
+        note = f" [{rec.precision_note}]" if rec.precision_note else ""
         print(f"loaded {rec.model.cfg.name} in {time.perf_counter() - t0:.1f}s on {rec.device} "
-              f"({precision_name(rec.compute_dtype)}, {mode}, {torch_threads()} thread(s))", file=sys.stderr)
+              f"({precision_name(rec.compute_dtype)}{note}, {mode}, {torch_threads()} thread(s); "
+              f"--dtype and --threads override)", file=sys.stderr)
     return rec
 
 
@@ -253,4 +298,7 @@ def reconstruct_one(rec, image: Path, folder: Path, args: argparse.Namespace) ->
         rgb = rec.render_views(result.planes, c2w, intr)["rgb"]
         write_video(rgb, folder / "turntable.mp4", fps=30)
         timings["video"] = time.perf_counter() - t
+    import json
+
+    (folder / DONE_NAME).write_text(json.dumps(_wanted(args)) + "\n")  # last: the outputs are complete
     return timings

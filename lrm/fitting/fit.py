@@ -152,15 +152,13 @@ FIT_NAME = "fit.safetensors"
 def save_fit(folder: str | Path, cfg: LRMConfig, field: Field, planes: torch.Tensor,
              metrics: dict | None = None) -> Path:
     """folder/config.json (the architecture), folder/fit.safetensors (planes + field.*), metrics.json."""
-    from safetensors.torch import save_file
+    from lrm.tensorfile import save_tensors
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {"planes": planes.detach().float().contiguous()}
     tensors.update({f"field.{k}": v.detach().float().contiguous() for k, v in field.state_dict().items()})
-    tmp = folder / (FIT_NAME + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(folder / FIT_NAME)
+    save_tensors(tensors, folder / FIT_NAME)
     (folder / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     if metrics is not None:
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

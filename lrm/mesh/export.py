@@ -8,7 +8,8 @@ With frame=None the vertices stay in the model frame (Z up), as upstream OpenLRM
 write them.
 
 GLB and OBJ carry smooth vertex normals (area-weighted, equal across texture seams).
-Colours: vertex colours go out as uint8 (clipped, rounded). A textured mesh is written with a
+Colours: vertex colours go out as uint8 (clipped, rounded); in GLB they are linearised first
+(glTF's COLOR_0 is linear) and the mesh gets a matte material (metallic 0, roughness 1). A textured mesh is written with a
 PBR material whose baseColorTexture is the PNG (GLB: embedded; OBJ: `map_Kd <stem>.png` in
 `<stem>.mtl`); its vertex colours are left out there, since glTF multiplies the texture by them.
 PLY has no textures: it gets vertex colours (sampled from the texture if needed).
@@ -44,8 +45,13 @@ def export_mesh(mesh: Mesh, path: str | Path, frame=None) -> Path:
         tm = _trimesh(vertices, mesh.faces, colors)
         _write_atomic(path, tm.export(file_type="ply"))
     elif suffix == ".glb":
-        tm = _trimesh(vertices, mesh.faces, mesh.colors, mesh, name=path.stem)
-        _write_atomic(path, tm.export(file_type="glb", include_normals=True))
+        # glTF defines COLOR_0 as linear (our colours are sRGB, as rendered) and a mesh without a
+        # material as metallic 1: viewers showed dark brown as pale lilac. Linear colours + a matte
+        # material (metallic 0, roughness 1) fix both.
+        linear = None if mesh.colors is None else srgb_to_linear(np.clip(mesh.colors, 0.0, 1.0))
+        tm = _trimesh(vertices, mesh.faces, linear, mesh, name=path.stem)
+        data = tm.export(file_type="glb", include_normals=True)
+        _write_atomic(path, data if mesh.textured else _with_matte_material(data, path.stem))
     else:
         from trimesh.exchange.obj import export_obj
 
@@ -101,6 +107,42 @@ def _trimesh(vertices, faces, colors, mesh: Mesh | None = None, name: str = "mes
         return trimesh.Trimesh(vertices, faces, visual=visual, vertex_normals=normals, process=False)
     vc = None if colors is None else vertex_colors_u8(colors)
     return trimesh.Trimesh(vertices, faces, vertex_colors=vc, vertex_normals=normals, process=False)
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] -> linear (IEC 61966-2-1), any shape."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """The inverse of srgb_to_linear."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(np.maximum(c, 0.0), 1 / 2.4) - 0.055)
+
+
+def _with_matte_material(glb: bytes, name: str) -> bytes:
+    """Give every primitive of a GLB without materials one matte PBR material (white base colour,
+    so the vertex colours show as they are; metallic 0, roughness 1)."""
+    import json
+    import struct
+
+    magic, version, _ = struct.unpack_from("<III", glb, 0)
+    json_len, json_type = struct.unpack_from("<II", glb, 12)
+    assert magic == 0x46546C67 and json_type == 0x4E4F534A, "not a GLB with a JSON chunk first"
+    doc = json.loads(glb[20:20 + json_len])
+    rest = glb[20 + json_len:]  # the BIN chunk, untouched
+    if doc.get("materials"):
+        return glb
+    doc["materials"] = [{"name": name, "doubleSided": False, "pbrMetallicRoughness": {
+        "baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0, "roughnessFactor": 1.0}}]
+    for m in doc.get("meshes", []):
+        for prim in m.get("primitives", []):
+            prim["material"] = 0
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned; JSON pads with spaces
+    body = struct.pack("<II", len(text), json_type) + text + rest
+    return struct.pack("<III", magic, version, 12 + len(body)) + body
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

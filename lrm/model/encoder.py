@@ -40,6 +40,10 @@ class EncoderConfig:
     eps: float = 1e-6  # LayerNorm epsilon (DINOv2 1e-6; HF DINO 1e-12)
     imagenet_norm: bool = False  # normalise the [0,1] input with ImageNet mean/std (DINO v1)
     pos_resize: PosResize = "dinov2"  # position-table resize rule, see module docstring
+    pos_std: float = 0.02  # init std of the position table (DINO's 0.02). Training from scratch wants
+    # ~1: at 0.02 the white background's patches are nearly identical, the image tokens carry
+    # little of where they are, and the triplane cannot learn which part of the photo it shows
+    # (measured on `tiny`, 3 objects, 200 steps: occupancy BCE 0.20 at 0.02, 0.07 at 1.0)
 
 
 def resize_pos_embed(table: torch.Tensor, grid_hw: tuple[int, int], rule: PosResize) -> torch.Tensor:
@@ -107,7 +111,7 @@ class ImageEncoder(nn.Module):
         e = cfg.dim
         self.patch_embed = nn.Conv2d(3, e, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, e))
-        self.pos_embed = nn.Parameter(torch.randn(1, 1 + cfg.pos_grid**2, e) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(1, 1 + cfg.pos_grid**2, e) * cfg.pos_std)
         self.register_tokens = nn.Parameter(torch.zeros(1, cfg.registers, e)) if cfg.registers else None
         self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(e, eps=cfg.eps)

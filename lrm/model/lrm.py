@@ -151,16 +151,14 @@ class LRM(nn.Module):
     # --- persistence -----------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write `config.json` + `model.safetensors` (optionally cast to `dtype`, e.g. fp16)."""
-        from safetensors.torch import save_file
+        from lrm.tensorfile import save_tensors
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_json(self.cfg, directory / CONFIG_NAME)
         state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
                  for k, v in self.state_dict().items()}
-        tmp = directory / (WEIGHTS_NAME + ".tmp")
-        save_file(state, str(tmp), metadata={"format": "pt", "lrm_config": str(to_dict(self.cfg))})
-        tmp.replace(directory / WEIGHTS_NAME)
+        save_tensors(state, directory / WEIGHTS_NAME, {"format": "pt", "lrm_config": str(to_dict(self.cfg))})
 
     @classmethod
     def from_pretrained(

@@ -83,11 +83,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def write_model(folder: Path, cfg: LRMConfig, state: dict[str, torch.Tensor]) -> None:
     """config.json + model.safetensors in the layout lrm.hub.load_folder reads."""
-    from safetensors.torch import save_file
+    from lrm.tensorfile import save_tensors
 
     (folder / CONFIG_NAME).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_tensors(tensors, folder / WEIGHTS_NAME, {"format": "pt"})
 
 
 def finalize(tmp: Path, final: Path, step: int) -> Path:

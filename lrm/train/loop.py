@@ -10,6 +10,7 @@ lrm.train.data) and the render jitter, so a run resumed from a checkpoint contin
 from __future__ import annotations
 
 import contextlib
+import sys
 import dataclasses
 import signal
 import threading
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrm.device import training_precision
 from lrm.errors import LRMError
 from lrm.model.lrm import LRM
 from lrm.render.renderer import RenderConfig
@@ -58,16 +60,6 @@ class TrainStep(nn.Module):
             out["point_logit"] = raw[:, :n] + self.model.cfg.field.density_bias  # density = act(logit)
             out["point_rgb"] = rgb[:, n:]
         return out, planes
-
-
-def resolve_precision(choice: str) -> str:
-    """"auto" -> "bf16" on CUDA with bf16, or a CPU with AVX512-BF16 / AMX; else "no"."""
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return "bf16" if fast else "no"
 
 
 def _seed(*parts: int) -> int:
@@ -137,7 +129,11 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
     # Without a GPU, cpu=True makes several launched processes one gloo group (MULTI_CPU).
     gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
         hasattr(torch, "xpu") and torch.xpu.is_available())
-    acc = Accelerator(mixed_precision=resolve_precision(cfg.mixed_precision), cpu=not gpu)
+    t = cfg.model.transformer
+    precision, why = training_precision(cfg.mixed_precision, (3 * t.token_res**2, t.dim, 4 * t.dim))
+    acc = Accelerator(mixed_precision=precision, cpu=not gpu)
+    if why and acc.is_main_process and progress:
+        print(f"mixed precision {precision!r} ({why})", file=sys.stderr)
     run_dir = Path(cfg.run_dir)
     resume_from = find_resume(run_dir, resume)
     model = build_model(cfg, resume_from)

@@ -1,0 +1,188 @@
+"""Precision chosen by measurement: time the candidate matmul kernels on the running machine.
+
+CPU flags say what a CPU can run, not how fast: on an AVX2-only EPYC `torch._int_mm` ran 45x and
+bf16 150x slower than fp32, while on an Ice Lake with VNNI int8 ran 3.8x faster. So `--dtype auto`
+on a CPU times the kernels the fast path would use, at a shape like the model's Linear layers,
+and takes the fastest one, fp32 unless another is clearly faster (`MARGIN`).
+
+The probe costs at most ~0.3 s: every candidate first runs a small screening matmul (a kernel
+slower than half of fp32 there is dropped at once), then the survivors are timed at the model's
+shape within a fixed budget. Results are cached per CPU model, torch version, thread count and
+shape in `<cache>/lrm/precision-probe.json` (<cache>: $LRM_CACHE's parent rules as for the data
+cache: $XDG_CACHE_HOME or ~/.cache). `LRM_PROBE=0` switches probing off; the CPU-flag guess is
+then used (`guess_from_flags`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+CANDIDATES = ("fp32", "bf16", "int8")
+MARGIN = 1.15  # a reduced precision must beat fp32 by this factor to be chosen (timing noise)
+SLOW = 0.8  # an explicit choice below this fraction of fp32's rate gets a one-line warning
+SCREEN_SHAPE = (64, 256, 256)  # [M, K] x [K, N]: 8.4 MFLOP, ~13 ms even at 0.65 GFLOP/s
+BUDGET_S = 0.03  # timing budget per candidate at the model's shape
+MAX_ROWS = 128  # rows of the timed product: the rate per FLOP is flat beyond this, the cost is not
+
+
+@dataclass
+class ProbeResult:
+    rates: dict[str, float]  # GFLOP/s per candidate measured (0.0: unavailable or screened out)
+    choice: str  # "fp32" | "bf16" | "int8"
+    cached: bool = False
+
+    def describe(self) -> str:
+        """e.g. 'probed: fp32 118, bf16 0.7, int8 2.6 GFLOP/s'"""
+        parts = [f"{k} {_fmt(v)}" for k, v in self.rates.items()]
+        return ("cached probe: " if self.cached else "probed: ") + ", ".join(parts) + " GFLOP/s"
+
+
+def _fmt(rate: float) -> str:
+    return "n/a" if rate <= 0 else (f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}")
+
+
+def choose(rates: dict[str, float], allowed: tuple[str, ...] = ("bf16", "int8")) -> str:
+    """The fastest candidate; fp32 unless one of `allowed` beats it by MARGIN.
+
+    rates: GFLOP/s per candidate (missing or <= 0: unavailable)."""
+    base = rates.get("fp32", 0.0)
+    best, best_rate = "fp32", base * MARGIN
+    for name in allowed:
+        r = rates.get(name, 0.0)
+        if r > best_rate:
+            best, best_rate = name, r
+    return best
+
+
+def is_slow(rates: dict[str, float], name: str) -> bool:
+    """Whether `name` measured below SLOW x fp32's rate."""
+    base, r = rates.get("fp32", 0.0), rates.get(name, 0.0)
+    return name != "fp32" and base > 0 and 0 < r < SLOW * base
+
+
+def guess_from_flags() -> str:
+    """The first guess without probing: bf16 on AVX-512 BF16 / AMX, int8 with VNNI, else fp32."""
+    cpu = getattr(torch, "cpu", None)
+    has = lambda check: bool(getattr(cpu, check, lambda: False)())  # noqa: E731
+    if has("_is_avx512_bf16_supported") or has("_is_amx_tile_supported"):
+        return "bf16"
+    from lrm.model.quant import int8_available
+
+    if (has("_is_avx512_vnni_supported") or has("_is_avxvnni_supported")) and int8_available():
+        return "int8"
+    return "fp32"
+
+
+def _kernels(m: int, k: int, n: int) -> dict[str, Callable[[], object] | None]:
+    """Per candidate, a zero-argument callable running one [m, k] x [k, n] product as the fast
+    path would (None: unavailable in this build)."""
+    from lrm.model.quant import Int8Linear, int8_available
+
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
+    xb, wb = x.bfloat16(), w.bfloat16()
+    out: dict[str, Callable[[], object] | None] = {
+        "fp32": lambda: torch.nn.functional.linear(x, w),
+        "bf16": lambda: torch.nn.functional.linear(xb, wb),  # what bf16 autocast runs
+        "int8": None,
+    }
+    if int8_available():
+        lin = torch.nn.utils.skip_init(torch.nn.Linear, k, n, bias=False)
+        lin.weight.data = w
+        q = Int8Linear(lin)  # quantises the activations per call, as in use
+        out["int8"] = lambda: q(x)
+    return out
+
+
+def _rate(fn: Callable[[], object], flops: float, budget: float) -> float:
+    fn()  # warm-up (allocations, kernel selection)
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= budget or calls >= 200:
+            return flops * calls / elapsed / 1e9
+
+
+def measure(shape: tuple[int, int, int], budget: float = BUDGET_S) -> dict[str, float]:
+    """GFLOP/s of each candidate on this machine (CPU), at `shape` = (M, K, N)."""
+    sm, sk, sn = SCREEN_SHAPE
+    screen_kernels = _kernels(sm, sk, sn)
+    screen = {name: 0.0 if fn is None else _rate(fn, 2.0 * sm * sk * sn, 0.005)
+              for name, fn in screen_kernels.items()}
+    m, k, n = min(shape[0], MAX_ROWS), shape[1], shape[2]
+    kernels = _kernels(m, k, n)
+    rates = {}
+    for name, fn in kernels.items():
+        if fn is None or screen[name] <= 0 or (name != "fp32" and screen[name] < 0.5 * screen["fp32"]):
+            rates[name] = screen[name]  # clearly slower (or absent): the screening figure stands
+        else:
+            rates[name] = _rate(fn, 2.0 * m * k * n, budget)
+    return rates
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lrm" / "precision-probe.json"
+
+
+def cache_key(shape: tuple[int, int, int], threads: int) -> str:
+    return f"{cpu_name()} | torch {torch.__version__} | {threads} threads | {shape[0]}x{shape[1]}x{shape[2]}"
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path: Path, data: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home: probe again next time
+
+
+def probe(shape: tuple[int, int, int], measure_fn: Callable[[tuple[int, int, int]], dict[str, float]] = measure,
+          path: Path | None = None) -> ProbeResult:
+    """The measured choice for a CPU forward pass whose big Linear layers are `shape` = (M, K, N),
+    from the cache when this CPU, torch version and thread count were probed before."""
+    path = cache_path() if path is None else path
+    key = cache_key(shape, torch.get_num_threads())
+    data = _read_cache(path)
+    entry = data.get(key)
+    if isinstance(entry, dict) and all(isinstance(entry.get(c), (int, float)) for c in CANDIDATES):
+        rates = {c: float(entry[c]) for c in CANDIDATES}
+        return ProbeResult(rates, choose(rates), cached=True)
+    rates = measure_fn(shape)
+    data[key] = rates
+    _write_cache(path, data)
+    return ProbeResult(rates, choose(rates))
+
+
+def probing_enabled() -> bool:
+    return os.environ.get("LRM_PROBE", "1").strip().lower() not in ("0", "no", "off", "false")

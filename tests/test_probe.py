@@ -1,0 +1,112 @@
+"""Precision chosen by measurement (lrm.probe): the choice logic with injected timings, the cache,
+and the load-time wiring. Nothing here depends on the CPU it runs on."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from lrm import probe
+from lrm.device import choose_precision
+
+AVX2_EPYC = {"fp32": 118.0, "bf16": 0.65, "int8": 2.6}  # measured on an AVX2-only AMD EPYC
+ICE_LAKE = {"fp32": 100.0, "bf16": 30.0, "int8": 380.0}  # VNNI: int8 3.8x fp32
+AMX = {"fp32": 100.0, "bf16": 900.0, "int8": 700.0}
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("rates, want", [
+    (AVX2_EPYC, "fp32"),  # nothing beats fp32
+    (ICE_LAKE, "int8"),  # int8 measured faster
+    (AMX, "bf16"),  # the fastest of two faster ones
+    ({"fp32": 100.0, "bf16": 110.0, "int8": 0.0}, "fp32"),  # 10% is within the noise margin
+    ({"fp32": 100.0, "bf16": 0.0, "int8": 120.0}, "int8"),  # 20% is not
+    ({"fp32": 100.0}, "fp32"),  # candidates missing: unavailable
+])
+def test_choose_takes_a_reduced_precision_only_when_measured_faster(rates, want):
+    assert probe.choose(rates) == want
+
+
+def test_slow_explicit_choices_are_flagged():
+    assert probe.is_slow(AVX2_EPYC, "int8") and probe.is_slow(AVX2_EPYC, "bf16")
+    assert not probe.is_slow(ICE_LAKE, "int8") and not probe.is_slow(AVX2_EPYC, "fp32")
+    assert not probe.is_slow({"fp32": 100.0, "int8": 0.0}, "int8")  # unavailable is not "slow"
+
+
+def test_probe_caches_per_torch_version_and_threads(tmp_path, monkeypatch):
+    path = tmp_path / "probe.json"
+    calls = []
+
+    def fake(shape):
+        calls.append(shape)
+        return dict(ICE_LAKE)
+
+    first = probe.probe((768, 192, 768), fake, path)
+    assert (first.choice, first.cached, calls) == ("int8", False, [(768, 192, 768)])
+    second = probe.probe((768, 192, 768), fake, path)
+    assert second.cached and second.rates == first.rates and len(calls) == 1
+    assert "cached probe: fp32 100, bf16 30, int8 380 GFLOP/s" == second.describe()
+    probe.probe((256, 768, 3072), fake, path)  # another model shape is probed on its own
+    assert len(calls) == 2
+    monkeypatch.setattr(torch, "__version__", "9.9.9")  # a new torch: the old entries do not apply
+    assert not probe.probe((768, 192, 768), fake, path).cached and len(calls) == 3
+    keys = json.loads(path.read_text())
+    assert sum("torch 9.9.9" in k for k in keys) == 1 and len(keys) == 3
+    path.write_text("{not json")  # a damaged cache is re-measured, not an error
+    assert not probe.probe((768, 192, 768), fake, path).cached
+
+
+def _inject(monkeypatch, rates):
+    monkeypatch.setattr(probe, "probe", lambda shape: probe.ProbeResult(dict(rates), probe.choose(rates)))
+
+
+def test_auto_follows_the_probe_not_the_flags(monkeypatch):
+    monkeypatch.setenv("LRM_PROBE", "1")
+    monkeypatch.setattr(probe, "guess_from_flags", lambda: pytest.fail("flags consulted while probing"))
+    _inject(monkeypatch, AVX2_EPYC)
+    dtype, note = choose_precision("auto", CPU)
+    assert dtype == torch.float32 and note == "probed: fp32 118, bf16 0.7, int8 2.6 GFLOP/s"
+    _inject(monkeypatch, ICE_LAKE)
+    assert choose_precision("auto", CPU)[0] == torch.int8
+    _inject(monkeypatch, AMX)
+    assert choose_precision("auto", CPU)[0] == torch.bfloat16
+
+
+def test_explicit_slow_choice_warns_and_obeys(monkeypatch):
+    monkeypatch.setenv("LRM_PROBE", "1")
+    _inject(monkeypatch, AVX2_EPYC)
+    with pytest.warns(RuntimeWarning, match=r"--dtype int8 measured 45\.4x slower than fp32"):
+        dtype, _ = choose_precision("int8", CPU)
+    assert dtype == torch.int8
+    _inject(monkeypatch, ICE_LAKE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert choose_precision("int8", CPU) == (torch.int8, "")
+        assert choose_precision("fp32", CPU) == (torch.float32, "")
+
+
+def test_probing_off_uses_the_flag_guess(monkeypatch):
+    monkeypatch.setenv("LRM_PROBE", "0")
+    monkeypatch.setattr(probe, "probe", lambda shape: pytest.fail("probed while switched off"))
+    monkeypatch.setattr(probe, "guess_from_flags", lambda: "bf16")
+    assert choose_precision("auto", CPU) == (torch.bfloat16, "CPU-flag guess (LRM_PROBE=0)")
+
+
+def test_measure_reports_every_candidate_and_the_reconstructor_uses_it(tmp_path, monkeypatch, tiny_model):
+    """The real probe on this machine: figures for all three candidates, within the time budget,
+    and the Reconstructor's dtype is the probe's choice (whatever this CPU is)."""
+    import copy
+    import time
+
+    from lrm.pipeline import Reconstructor
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("LRM_PROBE", "1")
+    t0 = time.perf_counter()
+    result = probe.probe((768, 192, 768))
+    assert time.perf_counter() - t0 < 2.0  # ~0.2 s idle; generous for a loaded CI machine
+    assert set(result.rates) == {"fp32", "bf16", "int8"} and result.rates["fp32"] > 0
+    rec = Reconstructor(copy.deepcopy(tiny_model), device="cpu", dtype="auto")  # int8 quantises in place
+    want = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}[result.choice]
+    assert rec.compute_dtype == want and rec.precision_note.startswith("cached probe:")

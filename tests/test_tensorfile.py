@@ -1,0 +1,26 @@
+"""Saved weights follow the umask (safetensors alone writes 0600) and are written atomically."""
+
+import os
+import stat
+
+import torch
+
+from lrm.model.lrm import LRM
+from lrm.model.presets import tiny
+
+
+def test_saved_model_follows_the_umask(tmp_path):
+    model = LRM(tiny())
+    old = os.umask(0o022)
+    try:
+        model.save_pretrained(tmp_path / "team")
+        os.umask(0o077)
+        model.save_pretrained(tmp_path / "private")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / "team" / "model.safetensors") == 0o644
+    assert mode(tmp_path / "private" / "model.safetensors") == 0o600
+    assert not list(tmp_path.rglob("*.tmp"))
+    again = LRM.from_pretrained(tmp_path / "team")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
