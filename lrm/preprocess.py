@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,13 @@ def load_image(image: ImageInput) -> np.ndarray:
         if path.is_dir():
             raise LRMError(f"{path}: is a folder, not an image")
         try:
-            with Image.open(path) as img:
-                img.load()
-                out = _pil_to_rgba(ImageOps.exif_transpose(img))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # > 89 MP: refused
+                with Image.open(path) as img:
+                    img.load()
+                    out = _pil_to_rgba(ImageOps.exif_transpose(img))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise LRMError(f"{path}: refusing a decompression bomb ({exc})") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise LRMError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
     if out.shape[0] == 0 or out.shape[1] == 0:

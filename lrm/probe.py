@@ -8,8 +8,9 @@ and takes the fastest one, fp32 unless another is clearly faster (`MARGIN`).
 The probe costs at most ~0.3 s: every candidate first runs a small screening matmul (a kernel
 slower than half of fp32 there is dropped at once), then the survivors are timed at the model's
 shape within a fixed budget. Results are cached per CPU model, torch version, thread count and
-shape in `<cache>/lrm/precision-probe.json` (<cache>: $LRM_CACHE's parent rules as for the data
-cache: $XDG_CACHE_HOME or ~/.cache). `LRM_PROBE=0` switches probing off; the CPU-flag guess is
+shape in `<cache>/lrm/precision-probe.json` (<cache>: $XDG_CACHE_HOME or ~/.cache), but only
+when the machine was not busy (1-minute load average below half the cores): a probe beside other
+work is used for that run and measured again next time. `LRM_PROBE=0` switches probing off; the CPU-flag guess is
 then used (`guess_from_flags`).
 """
 
@@ -178,10 +179,22 @@ def probe(shape: tuple[int, int, int], measure_fn: Callable[[tuple[int, int, int
     if isinstance(entry, dict) and all(isinstance(entry.get(c), (int, float)) for c in CANDIDATES):
         rates = {c: float(entry[c]) for c in CANDIDATES}
         return ProbeResult(rates, choose(rates), cached=True)
+    busy = _busy()
     rates = measure_fn(shape)
-    data[key] = rates
-    _write_cache(path, data)
+    if not busy:  # a measurement on a loaded machine is used, not kept: the next run measures again
+        data[key] = rates
+        _write_cache(path, data)
     return ProbeResult(rates, choose(rates))
+
+
+def _busy() -> bool:
+    """Whether other work holds half of this process's cores or more (1-minute load average):
+    timings are then noise (measured: int8 read 0.4 to 250 GFLOP/s beside a training run)."""
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return os.getloadavg()[0] >= 0.5 * cores
+    except OSError:
+        return False
 
 
 def probing_enabled() -> bool:

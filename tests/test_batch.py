@@ -76,7 +76,7 @@ def test_workers_and_shards_match_single_runs(tmp_path, model_dir, image_dir, mo
     pooled = tmp_path / "pooled"
     assert main([*_args(model_dir, pooled, "--workers", "2", "--threads", "2"), str(image_dir)]) == 0
     want = _outputs(single)
-    assert len(want) == 3 * (3 + _has_mesh()) and _outputs(pooled) == want  # input.png + 2 views (+ mesh)
+    assert len(want) == 3 * (4 + _has_mesh()) and _outputs(pooled) == want  # input.png, 2 views, .lrm-done.json (+ mesh)
 
     sharded = tmp_path / "sharded"
     for rank in range(2):  # what `accelerate launch` with two processes does

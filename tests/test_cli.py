@@ -112,3 +112,30 @@ def test_zero_size_array_is_rejected():
 
     with pytest.raises(LRMError, match="zero size"):
         load_image(np.zeros((0, 5, 3), np.uint8))
+
+
+def test_decompression_bomb_and_bad_sizes_are_one_line_errors(tmp_path, model_dir, capsys):
+    """A 10000 x 10000 PNG (~100 MP, a few hundred bytes compressed) is refused before decoding;
+    --source-size 0 and a config.json with a zero width or a string for an int are refused too."""
+    import json
+    import shutil
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (10000, 10000)).save(bomb, optimize=True)
+    assert bomb.stat().st_size < 200_000
+    code = main(["reconstruct", str(bomb), "-o", str(tmp_path / "out"), "--model", str(model_dir)])
+    _assert_one_line_error(code, capsys.readouterr().err, "decompression bomb")
+    small = tmp_path / "small.png"
+    Image.new("RGBA", (8, 8)).save(small)
+    code = main(["reconstruct", str(small), "-o", str(tmp_path / "out"), "--model", str(model_dir), "--source-size", "0"])
+    _assert_one_line_error(code, capsys.readouterr().err, "--source-size must be in [8, 4096]")
+    for section, key, value, fragment in [("encoder", "dim", 0, "encoder sizes must be > 0"),
+                                          ("transformer", "layers", "4", "'4' is not a valid int"),
+                                          ("field", "density", "relu", "is not one of 'softplus', 'exp'")]:
+        bad = tmp_path / f"bad-{key}"
+        shutil.copytree(model_dir, bad, dirs_exist_ok=True)
+        cfg = json.loads((bad / "config.json").read_text())
+        cfg[section][key] = value
+        (bad / "config.json").write_text(json.dumps(cfg))
+        code = main(["reconstruct", str(small), "-o", str(tmp_path / "out"), "--model", str(bad)])
+        _assert_one_line_error(code, capsys.readouterr().err, fragment)

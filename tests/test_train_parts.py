@@ -37,7 +37,7 @@ def test_config_merges_onto_the_preset_and_round_trips(tmp_path):
     ('preset = "huge"', "unknown preset 'huge'"),
     ("steps = ", "cannot parse"),
     ('steps = "x"', r"config.steps: 'x' is not a valid int"),
-    ('mixed_precision = "fp8"', r"config.mixed_precision: 'fp8' is not a valid"),
+    ('mixed_precision = "fp8"', r"config.mixed_precision: 'fp8' is not one of 'auto', 'no', 'bf16'"),
     ("[data]\nbackgrounds = [1, 'w']", r"config.data.backgrounds\[1\]: 'w' is not a valid float"),
     ("[model.encoder]\ndim = 3.5", r"config.model.encoder.dim: 3.5 is not a valid int"),
 ])

@@ -165,3 +165,19 @@ def test_hf4_position_rule_differs_from_hf5():
     hf5 = ref.vit_forward(sd, image, 2, rule="hf5")
     assert (ours - hf4).abs().max() < 1e-4
     assert (ours - hf5).abs().max() > 1e-2
+
+
+def test_yaml_alias_bomb_is_refused_quickly():
+    """800 bytes of nested anchors would expand to 4^24 values; refused in well under a second."""
+    import time
+
+    from lrm.convert.triposr import parse_yaml
+    from lrm.errors import LRMError
+
+    lines = ["a0: &a0 {x: 1, y: 2}"]
+    lines += [f"a{i}: &a{i} {{p: *a{i - 1}, q: *a{i - 1}, r: *a{i - 1}, s: '${{a0.x}}'}}" for i in range(1, 25)]
+    t0 = time.perf_counter()
+    with pytest.raises(LRMError, match="alias bomb"):
+        parse_yaml("\n".join(lines))
+    assert time.perf_counter() - t0 < 2.0
+    assert parse_yaml("\n".join(lines[:4]))["a3"]["p"]["s"] == 1  # modest aliasing still resolves

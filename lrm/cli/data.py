@@ -87,6 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--objects-per-shard", type=int, default=256, help="objects per tar file (default: 256)")
     k.add_argument("--split", choices=["train", "val", "test"], default=None, help="only this split (default: all)")
     k.add_argument("--no-ring", action="store_true", help="leave out the ring views (default: include)")
+    k.add_argument("--overwrite", action="store_true", help="replace the shards already in SHARDS (default: refuse)")
     k.set_defaults(run=run_pack)
 
     i = cmds.add_parser("info", help="summarise a dataset")
@@ -196,7 +197,10 @@ def run_capture(args: argparse.Namespace) -> int:
 def run_pack(args: argparse.Namespace) -> int:
     from lrm.data.shards import pack
 
-    shards = pack(args.dataset, args.output, args.objects_per_shard, split=args.split, ring=not args.no_ring)
+    if args.objects_per_shard < 1:
+        raise LRMError("--objects-per-shard must be >= 1")
+    shards = pack(args.dataset, args.output, args.objects_per_shard, split=args.split, ring=not args.no_ring,
+                  overwrite=args.overwrite)
     print(f"{args.output}: {len(shards)} shards", file=sys.stderr)
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from lrm.errors import LRMError
@@ -95,10 +96,14 @@ def check_image(path: Path) -> None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img.verify()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # > 89 MP: refused
+            with Image.open(path) as img:
+                img.verify()
             if img.size[0] == 0 or img.size[1] == 0:
                 raise LRMError(f"{path}: image has zero size")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise LRMError(f"{path}: refusing a decompression bomb ({exc})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise LRMError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
 
@@ -173,6 +178,7 @@ def _validate(args: argparse.Namespace) -> None:
         (args.background is None or 0 <= args.background <= 1, "--background must be in [0, 1]"),
         (args.render_size is None or 8 <= args.render_size <= 4096, "--render-size must be in [8, 4096]"),
         (args.source_distance is None or args.source_distance > 0, "--source-distance must be > 0"),
+        (args.source_size is None or 8 <= args.source_size <= 4096, "--source-size must be in [8, 4096]"),
         (args.workers >= 1, "--workers must be >= 1"),
         (args.threads is None or args.threads >= 1, "--threads must be >= 1"),
         (not (args.exact and args.dtype not in ("fp32", "auto")), "--exact computes in fp32; drop --dtype"),

@@ -67,6 +67,9 @@ READ = {
 }
 
 
+MAX_YAML_NODES = 10_000
+
+
 def parse_yaml(text: str, where: str = "config.yaml") -> dict[str, Any]:
     """Safe YAML (no code, no tags) with OmegaConf's `${a.b}` interpolations resolved."""
     import yaml
@@ -78,7 +81,13 @@ def parse_yaml(text: str, where: str = "config.yaml") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LRMError(f"{where}: expected a mapping at the top level")
 
+    budget = [MAX_YAML_NODES]  # aliases make a DAG: copying it could grow exponentially
+
     def resolve(value: Any, depth: int = 0) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise LRMError(f"{where}: more than {MAX_YAML_NODES} values after expanding aliases and "
+                           "interpolations (TripoSR's has ~60); refusing a YAML alias bomb")
         if isinstance(value, dict):
             return {k: resolve(v, depth) for k, v in value.items()}
         if isinstance(value, str) and value.startswith("${") and value.endswith("}") and depth < 8:

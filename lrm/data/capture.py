@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -63,6 +63,11 @@ def read_colmap(model_dir: str | Path) -> list[Frame]:
         raise LRMError(f"{d}: no COLMAP model (cameras/images .bin or .txt)")
     frames = []
     for name, q, t, cam_id in imgs:
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if not name or name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise LRMError(f"{d}: image name {name!r} leads outside images/ (names are relative to it)")
+        if cam_id not in cams:
+            raise LRMError(f"{d}: image {name!r} refers to camera {cam_id}, which is not in the model")
         model, width, height, params = cams[cam_id]
         frames.append(Frame(name, quaternion_pose(t, *q), (width, height), _pinhole(model, params)))
     return sorted(frames, key=lambda f: f.name)

@@ -47,8 +47,20 @@ class ObjectViews:
     meta: dict[str, Any] = field(default_factory=dict)  # id, source, license, faces, split, ...
 
 
+def check_id(object_id: object, where: str = "dataset") -> str:
+    """An object id is one plain folder name: a non-empty string without '/', '\\' or NUL, and not
+    '.' or '..'. A manifest that says otherwise (e.g. "../x") is refused in one line, so no
+    reader (train, evaluate, pack, info) follows it out of the dataset or its output folder."""
+    if (not isinstance(object_id, str) or object_id in ("", ".", "..")
+            or any(c in object_id for c in "/\\\0")):
+        from lrm.errors import LRMError
+
+        raise LRMError(f"{where}: object id {object_id!r} is not a plain folder name")
+    return object_id
+
+
 def object_dir(root: str | Path, object_id: str) -> Path:
-    return Path(root) / "objects" / object_id
+    return Path(root) / "objects" / check_id(object_id, str(root))
 
 
 def is_complete(root: str | Path, object_id: str) -> bool:
@@ -167,4 +179,4 @@ def list_objects(root: str | Path, split: str | None = None) -> list[str]:
         metas = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     else:
         metas = [json.loads(p.read_text()) for p in (root / "objects").glob("*/meta.json")]
-    return sorted(m["id"] for m in metas if split is None or m.get("split") == split)
+    return sorted(check_id(m.get("id"), str(manifest)) for m in metas if split is None or m.get("split") == split)

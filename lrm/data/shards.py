@@ -38,10 +38,18 @@ def _order(name: str) -> tuple[int, str]:
 
 
 def pack(root: str | Path, out: str | Path, objects_per_shard: int = 256, split: str | None = None,
-         ring: bool = True) -> list[Path]:
-    """Write the complete objects of `root` (one split or all) into tar shards under `out`."""
+         ring: bool = True, overwrite: bool = False) -> list[Path]:
+    """Write the complete objects of `root` (one split or all) into tar shards under `out`.
+    A folder that already holds shards is refused unless `overwrite`; only regular files inside
+    the dataset are packed (a symlink is refused, not followed)."""
     info = read_dataset_info(root)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LRMError(f"{out}: exists and is not a folder")
+    old = sorted(p.name for p in out.glob("*.tar")) + (["index.json"] if (out / "index.json").exists() else [])
+    if old and not overwrite:
+        raise LRMError(f"{out}: already holds shards ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); "
+                       "pass --overwrite to replace them, or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     entries, written = [], []
     for sp in [split] if split else SPLITS:
@@ -66,7 +74,11 @@ def _write_tar(root: str | Path, path: Path, ids: list[str], ring: bool) -> None
     try:
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             for object_id in ids:
-                files = sorted(object_dir(root, object_id).iterdir(), key=lambda f: _order(f.name))
+                folder = object_dir(root, object_id)
+                files = sorted(folder.iterdir(), key=lambda f: _order(f.name))
+                for f in [folder, *files]:
+                    if f.is_symlink() or not (f.is_file() or f is folder):
+                        raise LRMError(f"{f}: not a regular file inside the dataset (symlinks are not packed)")
                 for f in files:
                     if ring or not f.name.startswith("ring_"):
                         tar.add(f, arcname=f"{object_id}.{f.name}", recursive=False)

@@ -26,6 +26,7 @@ PosResize = Literal["dinov2", "hf4", "hf5"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+from lrm.configs import require
 
 
 @dataclass
@@ -44,6 +45,14 @@ class EncoderConfig:
     # ~1: at 0.02 the white background's patches are nearly identical, the image tokens carry
     # little of where they are, and the triplane cannot learn which part of the photo it shows
     # (measured on `tiny`, 3 objects, 200 steps: occupancy BCE 0.20 at 0.02, 0.07 at 1.0)
+
+    def __post_init__(self) -> None:
+        require([(min(self.dim, self.depth, self.heads, self.patch_size, self.pos_grid) > 0,
+                  f"encoder sizes must be > 0 (dim {self.dim}, depth {self.depth}, heads {self.heads}, "
+                  f"patch_size {self.patch_size}, pos_grid {self.pos_grid})"),
+                 (self.dim % self.heads == 0, f"encoder dim {self.dim} is not divisible by heads {self.heads}"),
+                 (self.registers >= 0 and self.eps > 0 and self.pos_std >= 0,
+                  "encoder registers, pos_std must be >= 0 and eps > 0")])
 
 
 def resize_pos_embed(table: torch.Tensor, grid_hw: tuple[int, int], rule: PosResize) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrm.model.triplane import AxisPairs, sample_triplane
+from lrm.configs import require
 
 
 @dataclass
@@ -30,6 +31,14 @@ class FieldConfig:
     color_margin: float = 0.001  # colour = sigmoid*(1+2m) - m (OpenLRM 0.001, TripoSR 0)
     radius: float = 1.0  # world half-extent spanned by the planes
     axes: AxisPairs = ((0, 1), (0, 2), (2, 1))  # plane axis pairs, see lrm.model.triplane
+
+    def __post_init__(self) -> None:
+        require([(self.channels > 0 and self.hidden > 0 and self.layers >= 2,
+                  f"field channels and hidden must be > 0 and layers >= 2 (got {self.channels}, {self.hidden}, "
+                  f"{self.layers})"),
+                 (self.radius > 0, f"field radius must be > 0, got {self.radius}"),
+                 (sorted(len(set(a)) for a in self.axes) == [2, 2, 2] and all(0 <= i < 3 for a in self.axes for i in a),
+                  f"field axes must be three pairs of distinct axes 0-2, got {self.axes}")])
 
 
 class Field(nn.Module):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from lrm import cameras
-from lrm.configs import from_dict, save_json, to_dict
+from lrm.configs import from_dict, require, save_json, to_dict
 from lrm.model.camera import CameraEmbedder
 from lrm.model.encoder import EncoderConfig, ImageEncoder
 from lrm.model.field import Field, FieldConfig
@@ -46,6 +46,13 @@ class InferenceConfig:
     front_azimuth: float = -90.0  # azimuth of the input camera, degrees (sets the output frame)
     mesh_resolution: int = 384  # marching-cubes grid side over the field's box
     mesh_threshold: float = 3.0  # iso-level on the activated density
+
+    def __post_init__(self) -> None:
+        require([(self.source_size > 0 and self.render_size > 0, "inference source_size and render_size must be > 0"),
+                 (self.source_distance >= 0 and self.view_distance > 0, "inference camera distances must be > 0"),
+                 (self.source_focal >= 0 and self.view_focal > 0, "inference focal lengths must be > 0"),
+                 (0 < self.foreground_ratio <= 1, f"inference foreground_ratio must be in (0, 1], got {self.foreground_ratio}"),
+                 (self.mesh_resolution >= 2, f"inference mesh_resolution must be >= 2, got {self.mesh_resolution}")])
 
 
 @dataclass

@@ -22,6 +22,7 @@ from lrm.model.attention import Attention
 from lrm.model.camera import ModLN
 
 BlockKind = Literal["openlrm", "triposr"]
+from lrm.configs import require
 
 
 @dataclass
@@ -37,6 +38,13 @@ class TransformerConfig:
     # from scratch on a small budget wants ~1: at dim**-0.5 the blocks' outputs, the same for every
     # token, swamp the tokens (output cosine 0.99 between tokens, measured on `tiny`) and the
     # planes carry almost no position to learn from
+
+    def __post_init__(self) -> None:
+        require([(min(self.dim, self.layers, self.heads, self.context_dim, self.token_res) > 0,
+                  f"transformer sizes must be > 0 (dim {self.dim}, layers {self.layers}, heads {self.heads}, "
+                  f"context_dim {self.context_dim}, token_res {self.token_res})"),
+                 (self.dim % self.heads == 0, f"transformer dim {self.dim} is not divisible by heads {self.heads}"),
+                 (self.mod_dim >= 0 and self.token_std >= 0, "transformer mod_dim and token_std must be >= 0")])
 
 
 class OpenLRMBlock(nn.Module):

@@ -21,6 +21,7 @@ from lrm.render.sampling import Spacing, importance, stratified
 
 Query = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Occupied = Callable[[torch.Tensor], torch.Tensor]  # xyz [B, N, 3] -> bool [B, N]
+from lrm.configs import require
 
 
 @dataclass
@@ -36,6 +37,12 @@ class RenderConfig:
     quadrature: Literal["interval", "point"] = "interval"  # see lrm.render.march
     mask_outside: bool = True  # intervals touching a sample outside the box get zero density
     chunk: int = 4096  # rays per chunk
+
+    def __post_init__(self) -> None:
+        require([(self.radius > 0 and 0 <= self.shrink < 1, f"render radius must be > 0 and shrink in [0, 1)"),
+                 (self.samples > 0 and self.importance >= 0 and self.chunk > 0,
+                  f"render samples and chunk must be > 0, importance >= 0 (got {self.samples}, {self.chunk}, "
+                  f"{self.importance})")])
 
 
 def _query(query: Query, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -119,33 +118,6 @@ def _merge(cls: type, base: Any, data: dict[str, Any], where: str) -> Any:
     return from_dict(cls, merged, where)
 
 
-def _check(tp: Any, value: Any, where: str) -> None:
-    """Raise an LRMError naming `where` unless `value` fits type hint `tp`."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
-        for f in dataclasses.fields(tp):
-            _check(hints[f.name], getattr(value, f.name), f"{where}.{f.name}")
-        return
-    if origin is Literal:
-        ok = value in args
-    elif origin is tuple:
-        kinds = [args[0]] * len(value) if args and args[-1] is Ellipsis else list(args)
-        ok = isinstance(value, tuple) and len(value) == len(kinds)
-        for i, (kind, item) in enumerate(zip(kinds, value) if ok else ()):
-            _check(kind, item, f"{where}[{i}]")
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp in (str, bool):
-        ok = isinstance(value, tp)
-    else:
-        ok = True
-    if not ok:
-        raise LRMError(f"{where}: {value!r} is not a valid {getattr(tp, '__name__', tp)}")
-
-
 def resolve(data: dict[str, Any], where: str = "config") -> TrainConfig:
     """Build a TrainConfig from a parsed file: the preset's model, then the file's overrides."""
     from lrm.model.presets import PRESETS
@@ -154,9 +126,7 @@ def resolve(data: dict[str, Any], where: str = "config") -> TrainConfig:
     if preset not in PRESETS:
         raise LRMError(f"{where}: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     base = TrainConfig(preset=preset, model=PRESETS[preset]())
-    cfg = _merge(TrainConfig, base, data, where)
-    _check(TrainConfig, cfg, where)
-    return cfg
+    return _merge(TrainConfig, base, data, where)
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -166,9 +136,7 @@ def load_config(path: str | Path) -> TrainConfig:
         raise LRMError(f"{path}: config file not found")
     try:
         if path.suffix == ".json":
-            cfg = from_dict(TrainConfig, json.loads(path.read_text()), str(path))
-            _check(TrainConfig, cfg, f"{path}: config")
-            return cfg
+            return from_dict(TrainConfig, json.loads(path.read_text()), f"{path}: config")
         return resolve(tomllib.loads(path.read_text()), f"{path}: config")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise LRMError(f"{path}: cannot parse ({exc})") from None

@@ -31,7 +31,7 @@ from lrm.train.config import TRAIN_CONFIG_NAME, TrainConfig, save_config
 from lrm.train.data import FolderSource, StepBatches, TrainSamples, collate, validation_items
 from lrm.train.logger import RunLogger
 from lrm.train.losses import total_loss
-from lrm.train.optim import build_optimizer
+from lrm.train.optim import WarmupCosine, build_optimizer
 from lrm.train.validate import save_grid, validate
 
 
@@ -160,6 +160,8 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
         if not sharded:
             optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        # the saved state pickles the schedule's own total: keep this run's (--steps may extend it)
+        scheduler.lr_lambdas = [WarmupCosine(cfg.optim.lr, cfg.optim.warmup, cfg.steps) for _ in scheduler.lr_lambdas]
         ckpt.set_rng_state(state["rng"])
         if state["global_batch"] != cfg.batch_size * cfg.accumulation * acc.num_processes:
             warnings.warn("the global batch differs from the checkpoint's: the data order changes", stacklevel=2)
