@@ -197,3 +197,18 @@ def test_gpu_recipe_config_trains_a_step_on_cpu(tmp_path):
     cfg.render_samples, cfg.render_importance, cfg.loss.lpips, cfg.mixed_precision = 4, 0, 0.0, "no"
     out = train(cfg, progress=False)
     assert out["step"] == 1 and torch.isfinite(torch.tensor(out["loss"]))
+
+
+def test_resume_with_more_steps_follows_the_new_schedule(tmp_path):
+    """A run stopped at step 2 of 4 and resumed with steps = 8 continues on the 8-step cosine
+    (the checkpoint's scheduler state carries the old length; it must not cut the lr to 0 at 4)."""
+    import math
+
+    root = dataset(tmp_path)
+    train(micro(root, tmp_path / "run", steps=4), max_steps=2, progress=False)
+    train(micro(root, tmp_path / "run", steps=8), resume="auto", progress=False)
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+           if "lr" in r}
+    for step in (3, 5, 7):  # warm-up 2; the logged lr is the one the next step will use
+        want = 1e-3 * 0.5 * (1 + math.cos(math.pi * (step - 2) / 6))
+        assert lrs[step] == pytest.approx(want, rel=1e-6), (step, lrs)
