@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -180,6 +181,7 @@ class HubFiles:
         self.repo_id = repo_id
         self.unreachable: list[str] = []
         self._seen: dict[str, Path | None] = dict.fromkeys(absent)  # known absent: never asked for
+        self._local_only: bool | None = None  # decided on the first download
 
     def __call__(self, filename: str) -> Path | None:
         if filename not in self._seen:
@@ -192,8 +194,10 @@ class HubFiles:
                                            LocalEntryNotFoundError, RepositoryNotFoundError)
 
         repo = self.repo_id
+        if self._local_only is None:  # unreachable hub: use the cache only, instead of ~46 s of retries
+            self._local_only = not hub_reachable()
         try:
-            return Path(hf_hub_download(repo, filename))
+            return Path(hf_hub_download(repo, filename, local_files_only=self._local_only))
         except LocalEntryNotFoundError:  # not cached, and offline or the hub is unreachable
             self.unreachable.append(filename)
             return None
@@ -207,6 +211,26 @@ class HubFiles:
         except (HfHubHTTPError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise LRMError(f"{repo}: download of {filename} failed ({type(exc).__name__}: {first})") from None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub's endpoint opens within `timeout` seconds. True when
+    HF_HUB_OFFLINE is set (huggingface_hub then stays local itself) or a proxy is configured
+    (the direct connection says nothing then)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in
+                                       ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _hub_cache_error(repo_id: str) -> LRMError:

@@ -139,3 +139,18 @@ def test_decompression_bomb_and_bad_sizes_are_one_line_errors(tmp_path, model_di
         (bad / "config.json").write_text(json.dumps(cfg))
         code = main(["reconstruct", str(small), "-o", str(tmp_path / "out"), "--model", str(bad)])
         _assert_one_line_error(code, capsys.readouterr().err, fragment)
+
+
+def test_skip_errors_finishes_the_folder(tmp_path, model_dir, rgba_image, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_broken.png").write_bytes(b"\x89PNG not really")
+    (folder / "b_disc.png").write_bytes(rgba_image.read_bytes())
+    args = ["reconstruct", str(folder), "-o", str(tmp_path / "out"), "--model", str(model_dir), "--no-mesh",
+            "--dtype", "fp32"]
+    _assert_one_line_error(main(args), capsys.readouterr().err, "a_broken.png: cannot read image")
+    assert not (tmp_path / "out" / "b_disc").exists()  # without the flag nothing starts
+    assert main([*args, "--skip-errors"]) == 2
+    err = capsys.readouterr().err
+    assert "a_broken.png: cannot read image" in err and "1 image(s) skipped" in err
+    assert (tmp_path / "out" / "b_disc" / "input.png").is_file() and not (tmp_path / "out" / "a_broken").exists()

@@ -24,3 +24,19 @@ def test_saved_model_follows_the_umask(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
     again = LRM.from_pretrained(tmp_path / "team")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_saved_model_gets_a_card_with_its_licence(tmp_path):
+    cfg = tiny()
+    cfg.license = "CC-BY-NC-4.0"
+    LRM(cfg).save_pretrained(tmp_path / "m")
+    text = (tmp_path / "m" / "README.md").read_text()
+    header = text.split("---")[1]
+    assert "license: cc-by-nc-4.0" in header and "library_name: lrm" in header
+    assert "lrm reconstruct photo.png" in text
+    (tmp_path / "m" / "README.md").write_text("my own card\n")
+    LRM(cfg).save_pretrained(tmp_path / "m")  # a hand-written card is kept
+    assert (tmp_path / "m" / "README.md").read_text() == "my own card\n"
+    cfg.license = "Custom-1.0"
+    LRM(cfg).save_pretrained(tmp_path / "other")
+    assert "license: other\nlicense_name: Custom-1.0" in (tmp_path / "other" / "README.md").read_text()

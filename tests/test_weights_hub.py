@@ -231,3 +231,33 @@ def test_cli_convert_from_hub_cache_with_env_vars(tmp_path, openlrm_state):
     assert proc.stderr.count("CC-BY-NC-4.0") == 2  # the notice once, then the summary line
     model = hub.load_model(str(tmp_path / "out"))
     assert model.cfg.name == "openlrm-mix-base-1.1"
+
+
+def test_unreachable_hub_fails_fast_with_the_cache_still_used(tmp_path, monkeypatch, openlrm_state):
+    """HF_HUB_OFFLINE unset and no route to the hub: one quick connection attempt, then the cache
+    only; a cached model still loads, an uncached one is the one-line error in seconds."""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    attempts = []
+
+    def no_route(address, timeout=None, *args, **kw):
+        attempts.append(address)
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    t0 = time.perf_counter()
+    with pytest.raises(LRMError, match="the hub could not be reached"):
+        hub.load_model("zxhezexin/openlrm-mix-large-1.1")
+    assert time.perf_counter() - t0 < 5.0 and attempts[0][0] == "huggingface.co"
+    write_openlrm(hub_snapshot(cache, "zxhezexin/openlrm-mix-base-1.1"), openlrm_state)
+    expected = convert_openlrm_state(dict(openlrm_state), config_from_openlrm(OPENLRM_JSON))
+    assert same_weights(hub.load_model("zxhezexin/openlrm-mix-base-1.1"), expected)

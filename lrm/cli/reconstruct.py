@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="object size / image size after recentring (default: the model's)")
     p.add_argument("--no-remove-bg", action="store_true",
                    help="do not remove the background of images without alpha (default: remove with rembg)")
+    p.add_argument("--skip-errors", action="store_true",
+                   help="in a folder run, skip unreadable images and report them at the end (exit code 2) "
+                        "instead of stopping before the first image")
     p.add_argument("--rembg-model", default=None, metavar="NAME",
                    help="rembg model for images without alpha (default: u2net, Apache-2.0; rembg's own "
                         "default bria-rmbg is non-commercial)")
@@ -73,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def collect_images(items: list[str]) -> list[Path]:
-    """Expand folders (sorted, non-recursive) and check files exist."""
+    """Expand folders (sorted, non-recursive) and check that the files exist (not their contents)."""
     out: list[Path] = []
     for item in items:
         path = Path(item)
@@ -86,8 +89,6 @@ def collect_images(items: list[str]) -> list[Path]:
             raise LRMError(f"{path}: no such file")
         else:
             out.append(path)
-    for path in out:
-        check_image(path)
     return out
 
 
@@ -214,16 +215,26 @@ def run(args: argparse.Namespace) -> int:
 
     _validate(args)
     images = collect_images(args.images)
+    named = list(zip(images, output_names(images)))  # names over all images: stable when one is fixed
+    bad: list[str] = []
+    for img in images:  # header checks before any model is loaded
+        try:
+            check_image(img)
+        except LRMError as exc:
+            if not args.skip_errors:
+                raise
+            bad.append(str(exc))
+    named = [(img, name) for img, name in named if not any(m.startswith(f"{img}:") for m in bad)]
     out_dir = Path(args.output)
     check_writable(out_dir)
     shard = shard_from_env()
-    mine = shard.take(list(zip(images, output_names(images))))
+    mine = shard.take(named)
     todo = [(img, name) for img, name in mine if args.overwrite or not is_done(out_dir / name, args)]
     if len(todo) < len(mine):
         print(f"skipping {len(mine) - len(todo)} image(s) with existing outputs (--overwrite to redo)",
               file=sys.stderr)
     if not todo:
-        return 0
+        return _report_skipped(bad)
 
     threads = configure_threads(args.threads)
     workers = min(args.workers, len(todo))
@@ -242,7 +253,16 @@ def run(args: argparse.Namespace) -> int:
         line = " | ".join(f"{k} {v:.2f}s" for k, v in result.items())
         tqdm.write(f"{name}: {line} | total {sum(result.values()):.2f}s -> {out_dir / name}", file=sys.stderr)
     bar.close()
-    return 2 if failures else 0
+    return max(2 if failures else 0, _report_skipped(bad))
+
+
+def _report_skipped(bad: list[str]) -> int:
+    """--skip-errors: the images refused before the run, one line each; exit code 2 if any."""
+    for msg in bad:
+        print(f"lrm: error: {msg}", file=sys.stderr)
+    if bad:
+        print(f"lrm: {len(bad)} image(s) skipped (see above); the others are done", file=sys.stderr)
+    return 2 if bad else 0
 
 
 def load_reconstructor(args: argparse.Namespace, device: str, verbose: bool = True):

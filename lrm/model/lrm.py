@@ -157,7 +157,9 @@ class LRM(nn.Module):
 
     # --- persistence -----------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
-        """Write `config.json` + `model.safetensors` (optionally cast to `dtype`, e.g. fp16)."""
+        """Write `config.json` + `model.safetensors` (optionally cast to `dtype`, e.g. fp16), and a
+        model card `README.md` with the licence unless the folder has one."""
+        from lrm.model.card import write_card
         from lrm.tensorfile import save_tensors
 
         directory = Path(directory)
@@ -166,6 +168,7 @@ class LRM(nn.Module):
         state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
                  for k, v in self.state_dict().items()}
         save_tensors(state, directory / WEIGHTS_NAME, {"format": "pt", "lrm_config": str(to_dict(self.cfg))})
+        write_card(directory, self.cfg)
 
     @classmethod
     def from_pretrained(

@@ -88,6 +88,9 @@ def write_model(folder: Path, cfg: LRMConfig, state: dict[str, torch.Tensor]) ->
     (folder / CONFIG_NAME).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     save_tensors(tensors, folder / WEIGHTS_NAME, {"format": "pt"})
+    from lrm.model.card import write_card
+
+    write_card(folder, cfg)
 
 
 def finalize(tmp: Path, final: Path, step: int) -> Path:
