@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+    import tomllib  # novermin (guarded: tomli below 3.11)
+except ImportError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib  # type: ignore[no-redef]
 
 from lrm.configs import from_dict, to_dict
