@@ -141,4 +141,4 @@ def test_fast_vs_exact_renders_meet_40db(toy_fitted_model, dtype):
         planes = rec.encode(image)
         views[name] = rec.render_views(planes, c2w, intr, size=48)["rgb"]
     assert views["exact"].min() < 0.9  # the object is visible
-    assert psnr(views["fast"], views["exact"]) >= 40
+    assert psnr(views["fast"], views["exact"]) >= 50  # measured 57-64 dB; the documented contract is 40

@@ -113,3 +113,10 @@ def test_sigterm_stops_with_a_checkpoint_that_resumes(tmp_path):
     [(step, folder)] = ckpt.list_checkpoints(tmp_path / "run")
     assert step >= 2 and ckpt.verify(folder) is None
     assert f"step {step}:" in out
+    # and it resumes: two more steps from where the signal stopped it
+    from lrm.train.loop import train
+
+    cfg.steps = step + 2
+    out = train(cfg, resume="auto", progress=False)
+    assert out["step"] == step + 2
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "run")][-1] == step + 2
