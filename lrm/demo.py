@@ -80,10 +80,14 @@ def build_ui(session: DemoSession):
             raise gr.Error(str(exc)) from None
         return r.preview, str(r.glb), [str(r.glb), str(r.obj)], str(r.video) if r.video else None, r.message
 
-    inf = session.rec.inference
+    from lrm.device import precision_name
+
+    inf, rec = session.rec.inference, session.rec
+    note = f" ({rec.precision_note})" if rec.precision_note else ""
     with gr.Blocks(title="lrm: one image to 3D") as ui:
-        gr.Markdown(f"# lrm — one image to 3D\nModel: `{session.rec.model.cfg.name}`. "
-                    "Use an RGBA image, or let rembg remove the background.")
+        gr.Markdown(f"# lrm — one image to 3D\nModel: `{rec.model.cfg.name}` on {rec.device}, precision "
+                    f"{precision_name(rec.compute_dtype)}{note}. Use an RGBA image, or let rembg remove "
+                    "the background (needs `lrm[rembg]`). Jobs run one at a time; the queue shows your place.")
         with gr.Row():
             with gr.Column():
                 image = gr.Image(label="input", type="numpy", image_mode="RGBA")
@@ -99,6 +103,19 @@ def build_ui(session: DemoSession):
                 files = gr.File(label="download", file_count="multiple")
                 video = gr.Video(label="turntable")
                 message = gr.Textbox(label="timings", interactive=False)
+        examples = sorted(str(p) for p in EXAMPLES.glob("*.png")) if EXAMPLES.is_dir() else []
+        if examples:
+            gr.Examples(examples=examples, inputs=[image], label="examples (held-out renders)")
         button.click(run, [image, remove_bg, ratio, resolution, texture, frames],
                      [preview, viewer, files, video, message])
     return ui
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # in a source checkout
+
+
+def launch(ui, host: str, port: int, max_upload_mb: float = 20.0, max_queue: int = 64, **kw) -> None:
+    """Serve `ui`: one job at a time (the CPU is the limit; more would only slow each other),
+    up to `max_queue` waiting with their place shown, uploads above `max_upload_mb` refused."""
+    ui.queue(max_size=max_queue, default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, max_file_size=f"{max_upload_mb:g}mb", **kw)

@@ -1,4 +1,5 @@
-"""The web demo's work function (no Gradio needed) and, when Gradio is installed, its UI."""
+"""The web demo: its work function (no Gradio needed), the UI, and a real server on 127.0.0.1 driven
+through gradio_client (20 concurrent jobs, an oversize upload). Gradio is in the test extra."""
 
 import numpy as np
 import pytest
@@ -37,3 +38,59 @@ def test_ui_builds(session):
     pytest.importorskip("gradio")
     ui = build_ui(session)
     assert ui is not None
+
+
+def _serve(session, max_upload_mb=20.0):
+    import socket
+
+    from lrm.demo import launch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ui = build_ui(session)
+    launch(ui, "127.0.0.1", port, max_upload_mb, 64, prevent_thread_lock=True, quiet=True)
+    return ui, f"http://127.0.0.1:{port}/"
+
+
+def test_twenty_concurrent_requests_are_all_served(session, tmp_path):
+    """The queue holds everyone (it turned away 14 of 20 at max_size 4); jobs run one at a time."""
+    pytest.importorskip("gradio")
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    path = tmp_path / "in.png"
+    image = np.zeros((64, 64, 4), np.uint8)
+    image[16:48, 20:44] = [30, 200, 40, 255]
+    Image.fromarray(image, "RGBA").save(path)
+    ui, url = _serve(session)
+    try:
+        client = Client(url, verbose=False)
+        jobs = [client.submit(handle_file(str(path)), False, 0.8, 64, False, 0, api_name="/run") for _ in range(20)]
+        results = [job.result(timeout=300) for job in jobs]
+        assert len(results) == 20 and all(r[4].startswith("preprocess") for r in results)
+        assert session.counter == 20  # 20 jobs ran on the server (the client dedups identical files)
+    finally:
+        ui.close()
+
+
+def test_oversize_upload_is_refused_and_the_server_keeps_serving(session, tmp_path):
+    pytest.importorskip("gradio")
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 4), np.uint8), "RGBA").save(big)
+    assert big.stat().st_size > 1_000_000
+    image = np.zeros((64, 64, 4), np.uint8)
+    image[16:48, 20:44] = [30, 200, 40, 255]
+    Image.fromarray(image, "RGBA").save(small)
+    ui, url = _serve(session, max_upload_mb=1.0)
+    try:
+        client = Client(url, verbose=False)
+        with pytest.raises(Exception, match="(?i)size|large|exceed"):
+            client.predict(handle_file(str(big)), False, 0.8, 64, False, 0, api_name="/run")
+        ok = client.predict(handle_file(str(small)), False, 0.8, 64, False, 0, api_name="/run")
+        assert ok[4].startswith("preprocess")
+    finally:
+        ui.close()
