@@ -48,6 +48,24 @@ def test_reconstruct_end_to_end(tmp_path, model_dir, rgba_image, tiny_model, cap
     assert (folder / "turntable.mp4").is_file() or (folder / "turntable.gif").is_file()
     err = capsys.readouterr().err
     assert "encode" in err and "mesh" in err  # the per-stage timing line
+    # the files hold what the API computes for the same photo and settings
+    import trimesh
+
+    from lrm.cameras import world_to_view_frame
+    from lrm.pipeline import Reconstructor
+
+    rec = Reconstructor(tiny_model, device="cpu", dtype="fp32")
+    rec.inference.mesh_threshold, rec.inference.render_size = thr, 16
+    want = rec.reconstruct(rgba_image, mesh_resolution=32)
+    got = trimesh.load(folder / "mesh.glb", process=False, force="mesh")
+    assert len(got.faces) == len(want.mesh.faces) > 0
+    frame = world_to_view_frame(rec.inference.front_azimuth).numpy()
+    np.testing.assert_allclose(got.vertices, want.mesh.vertices @ frame.T, atol=1e-5)
+    seen = np.asarray(Image.open(folder / "input.png").convert("RGB"), np.float32) / 255
+    assert np.abs(seen - want.image).max() <= 1 / 255 + 1e-6  # "what the model saw", 8-bit
+    views = rec.render_views(want.planes, *rec.orbit(2))["rgb"]
+    png = np.asarray(Image.open(folder / "views" / "view_001.png").convert("RGB"), np.float32) / 255
+    assert np.abs(png - views[1]).max() <= 1 / 255 + 1e-6
     # a rerun skips the finished image
     assert main(["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir)]) == 0
     assert "skipping 1" in capsys.readouterr().err
