@@ -144,3 +144,22 @@ def test_published_parameter_counts():
 def test_tiny_is_a_few_megabytes():
     n = sum(p.numel() for p in LRM(tiny()).parameters())
     assert n * 2 < 12e6  # fp16 bytes
+
+
+def test_tiny_preset_frozen_outputs():
+    """Seeded `tiny` on a fixed gradient image: frozen numbers (recorded with torch 2.13 CPU), so an
+    accidental change to initialisation, layer order or the field shows up. Tolerances allow
+    the round-off differences between CPUs (observed ~1e-6), not a change of computation."""
+    torch.manual_seed(0)
+    model = LRM(tiny()).eval()
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 128), torch.linspace(0, 1, 128), indexing="ij")
+    image = torch.stack([xx, yy, 1 - xx * yy])[None]
+    with torch.no_grad():
+        planes = model(image)
+        density, rgb = model.query(planes, torch.tensor([[[0.0, 0.0, 0.0], [0.3, -0.2, 0.5], [-0.7, 0.6, -0.1]]]))
+    assert planes.shape == (1, 3, 32, 32, 32)
+    assert float(planes.mean()) == pytest.approx(-0.0698997, abs=2e-5)
+    assert float(planes.std()) == pytest.approx(0.7992712, abs=2e-5)
+    assert float(planes[0, 1, 3, 5, 7]) == pytest.approx(-1.1482389, abs=1e-4)
+    torch.testing.assert_close(density, torch.tensor([[0.3611613, 0.3617510, 0.3617762]]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rgb[0, 1], torch.tensor([0.4793283, 0.5078835, 0.4757237]), atol=1e-5, rtol=0)
