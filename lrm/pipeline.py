@@ -51,8 +51,9 @@ class Reconstructor:
     """Holds a loaded model and runs the reconstruction stages on it.
 
     model: an LRM, or a name for `lrm.hub.load_model` ("default", a preset alias, hub id, folder).
-    device: "auto" | "cpu" | "cuda[:N]"; dtype: "fp32" (exact) | "bf16" | "int8" (CPU) | "auto",
-    the precision of the image -> triplane forward pass (lrm.device).
+    device: "auto" | "cpu" | "cuda[:N]"; dtype: "auto" (the default, as in `lrm reconstruct` and
+    `lrm demo`: the fastest precision measured on this machine) | "fp32" (exact) | "bf16" |
+    "int8" (CPU), the precision of the image -> triplane forward pass (lrm.device).
     exact: the reference code path everywhere (the published numerics with dtype fp32). Otherwise
     the field is queried with `FoldedField` (equal to float round-off), rendering skips empty
     space (`lrm.render.occupancy`, each pixel within ~3e-3) and meshes are extracted coarse to
@@ -61,7 +62,7 @@ class Reconstructor:
     An int8 dtype quantises the model's Linear layers in place (pass a copy to keep the original).
     """
 
-    def __init__(self, model: LRM | str = "default", device: str = "auto", dtype: Precision = "fp32",
+    def __init__(self, model: LRM | str = "default", device: str = "auto", dtype: Precision = "auto",
                  exact: bool = False) -> None:
         self.device = resolve_device(device)
         if exact and dtype == "auto":

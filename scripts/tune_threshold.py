@@ -91,7 +91,7 @@ def tune(args: argparse.Namespace) -> int:
     if not ids:
         raise LRMError(f"no objects in split {args.split!r} of {dataset}")
     levels = args.levels
-    rec = Reconstructor(args.model, device="cpu")
+    rec = Reconstructor(args.model, device="cpu", dtype="fp32")
     table = np.array([silhouette_ious(rec, dataset, i, levels, args.resolution, args.views, args.size) for i in ids])
     mean = table.mean(0)
     print("| level | mean silhouette IoU |\n|---|---|")

@@ -28,7 +28,7 @@ def _mesh_threshold(model) -> float:
     """A threshold inside the toy model's density range so its mesh is non-empty."""
     from lrm.pipeline import Reconstructor
 
-    rec = Reconstructor(model, device="cpu")
+    rec = Reconstructor(model, device="cpu", dtype="fp32")
     planes = rec.encode(np.full((128, 128, 3), 0.5, np.float32))
     grid = torch.rand(4096, 3) * 2 - 1
     return float(torch.quantile(rec.density_fn(planes)(grid), 0.8))

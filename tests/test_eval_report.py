@@ -82,7 +82,7 @@ def test_toy_model_report_end_to_end(toy, tmp_path, monkeypatch):
     torch.manual_seed(0)
     cfg = tiny()
     cfg.render.samples, cfg.render.importance = 8, 8  # a toy: speed over fidelity
-    rec = Reconstructor(LRM(cfg).eval(), device="cpu")
+    rec = Reconstructor(LRM(cfg).eval(), device="cpu", dtype="fp32")
     run = EvalConfig(objects=("box",), points=2000, iou_resolution=32, sheet_views=2, image_size=16)
 
     # random weights: the density never reaches the model's iso-level -> recorded, not a crash
