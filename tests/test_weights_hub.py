@@ -206,7 +206,7 @@ def test_convert_round_trip(tmp_path, triposr_state):
     src = write_triposr(tmp_path / "tsr", triposr_state)
     dst = tmp_path / "ours"
     assert run_convert(str(src), str(dst)) == 0
-    assert sorted(p.name for p in dst.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in dst.iterdir()) == ["README.md", "config.json", "model.safetensors"]  # + model card
     a, b = hub.load_model(str(src)), hub.load_model(str(dst))
     assert a.cfg == b.cfg and same_weights(b, a.state_dict())
     with pytest.raises(LRMError, match="exists; pass --force"):
