@@ -66,8 +66,7 @@ def main() -> None:
         base = build(arch)
         side = base.cfg.inference.source_size
         flops = forward_flops(base.cfg, side)
-        t = base.cfg.transformer
-        result = probe.probe((3 * t.token_res**2, t.dim, 4 * t.dim))
+        result = probe.probe(probe.model_shape(base.cfg.transformer))
         recs = {}
         for mode in MODES:
             if not args.all and mode in ("bf16", "int8") and 0 < result.rates[mode] < 0.1 * result.rates["fp32"]:

@@ -23,6 +23,7 @@ from lrm.device import Precision, autocast, choose_precision, configure_allocato
 from lrm.hub import load_model
 from lrm.model.lrm import LRM, InferenceConfig
 from lrm.preprocess import REMBG_MODEL, ImageInput, prepare
+from lrm.probe import model_shape
 
 if TYPE_CHECKING:
     from lrm.mesh.types import Mesh
@@ -73,9 +74,8 @@ class Reconstructor:
             self.model = model.to(self.device).eval()
         else:
             self.model = load_model(model, device=self.device)
-        t = self.model.cfg.transformer  # "auto" on a CPU times the transformer's MLP shape
         self.compute_dtype, self.precision_note = choose_precision(
-            dtype, self.device, (3 * t.token_res**2, t.dim, 4 * t.dim))
+            dtype, self.device, model_shape(self.model.cfg.transformer))
         if self.compute_dtype == torch.int8:
             from lrm.model.quant import is_quantized, quantize_
 

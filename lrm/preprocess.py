@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -64,19 +66,26 @@ def load_image(image: ImageInput) -> np.ndarray:
             raise LRMError(f"{path}: no such file")
         if path.is_dir():
             raise LRMError(f"{path}: is a folder, not an image")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)  # > 89 MP: refused
-                with Image.open(path) as img:
-                    img.load()
-                    out = _pil_to_rgba(ImageOps.exif_transpose(img))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise LRMError(f"{path}: refusing a decompression bomb ({exc})") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise LRMError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        with reading_image(path), Image.open(path) as img:
+            img.load()
+            out = _pil_to_rgba(ImageOps.exif_transpose(img))
     if out.shape[0] == 0 or out.shape[1] == 0:
         raise LRMError(f"{image if not isinstance(image, np.ndarray) else 'image'}: image has zero size")
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+@contextmanager
+def reading_image(path: Path) -> Iterator[None]:
+    """Around Pillow's reading of `path`: images over 89 MP (decompression bombs) and unreadable
+    files become one-line LRMErrors naming the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # > 89 MP: refused
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise LRMError(f"{path}: refusing a decompression bomb ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise LRMError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
 
 
 def has_transparency(rgba: np.ndarray) -> bool:

@@ -204,5 +204,11 @@ def _busy() -> bool:
         return False
 
 
+def model_shape(transformer) -> tuple[int, int, int]:
+    """The (rows, width, out width) of a model's transformer MLP (its biggest Linear layers):
+    the shape the probe times. transformer: a TransformerConfig."""
+    return 3 * transformer.token_res**2, transformer.dim, 4 * transformer.dim
+
+
 def probing_enabled() -> bool:
     return os.environ.get("LRM_PROBE", "1").strip().lower() not in ("0", "no", "off", "false")

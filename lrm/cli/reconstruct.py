@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from lrm.errors import LRMError
@@ -94,19 +93,14 @@ def collect_images(items: list[str]) -> list[Path]:
 
 def check_image(path: Path) -> None:
     """Cheap validity check (header + checksums) before any model is loaded."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # > 89 MP: refused
-            with Image.open(path) as img:
-                img.verify()
-            if img.size[0] == 0 or img.size[1] == 0:
-                raise LRMError(f"{path}: image has zero size")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise LRMError(f"{path}: refusing a decompression bomb ({exc})") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise LRMError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+    from lrm.preprocess import reading_image
+
+    with reading_image(path), Image.open(path) as img:
+        img.verify()
+    if img.size[0] == 0 or img.size[1] == 0:
+        raise LRMError(f"{path}: image has zero size")
 
 
 def output_names(images: list[Path]) -> list[str]:
@@ -215,16 +209,16 @@ def run(args: argparse.Namespace) -> int:
 
     _validate(args)
     images = collect_images(args.images)
-    named = list(zip(images, output_names(images)))  # names over all images: stable when one is fixed
-    bad: list[str] = []
+    bad: dict[Path, str] = {}  # image -> why it was refused
     for img in images:  # header checks before any model is loaded
         try:
             check_image(img)
         except LRMError as exc:
             if not args.skip_errors:
                 raise
-            bad.append(str(exc))
-    named = [(img, name) for img, name in named if not any(m.startswith(f"{img}:") for m in bad)]
+            bad[img] = str(exc)
+    # names over all images, so that they stay when a bad one is fixed
+    named = [(img, name) for img, name in zip(images, output_names(images)) if img not in bad]
     out_dir = Path(args.output)
     check_writable(out_dir)
     shard = shard_from_env()
@@ -234,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipping {len(mine) - len(todo)} image(s) with existing outputs (--overwrite to redo)",
               file=sys.stderr)
     if not todo:
-        return _report_skipped(bad)
+        return _report_skipped(list(bad.values()))
 
     threads = configure_threads(args.threads)
     workers = min(args.workers, len(todo))
@@ -253,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         line = " | ".join(f"{k} {v:.2f}s" for k, v in result.items())
         tqdm.write(f"{name}: {line} | total {sum(result.values()):.2f}s -> {out_dir / name}", file=sys.stderr)
     bar.close()
-    return max(2 if failures else 0, _report_skipped(bad))
+    return max(2 if failures else 0, _report_skipped(list(bad.values())))
 
 
 def _report_skipped(bad: list[str]) -> int:

@@ -25,6 +25,7 @@ from torch import nn
 from lrm.device import training_precision
 from lrm.errors import LRMError
 from lrm.model.lrm import LRM
+from lrm.probe import model_shape
 from lrm.render.renderer import RenderConfig
 from lrm.train import checkpoint as ckpt
 from lrm.train.config import TRAIN_CONFIG_NAME, TrainConfig, save_config
@@ -129,8 +130,7 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
     # Without a GPU, cpu=True makes several launched processes one gloo group (MULTI_CPU).
     gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
         hasattr(torch, "xpu") and torch.xpu.is_available())
-    t = cfg.model.transformer
-    precision, why = training_precision(cfg.mixed_precision, (3 * t.token_res**2, t.dim, 4 * t.dim))
+    precision, why = training_precision(cfg.mixed_precision, model_shape(cfg.model.transformer))
     acc = Accelerator(mixed_precision=precision, cpu=not gpu)
     if why and acc.is_main_process and progress:
         print(f"mixed precision {precision!r} ({why})", file=sys.stderr)
