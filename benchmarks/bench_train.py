@@ -43,6 +43,8 @@ RECIPES = {
     "points: 1+1 full 32² views, 16+16, 2048+1024 points (configs/tiny-points.toml)": _POINTS,
     "points: input view only, full 32², 16+16, 2048+1024 points": {
         **_POINTS, "data": {**_POINTS["data"], "side_views": 0}},
+    "points: input view only, as above + lift of 8 samples (configs/tiny-lift.toml)": {
+        **_POINTS, "data": {**_POINTS["data"], "side_views": 0}, "model": {"lift": {"samples": 8}}},
     "points: 1+1 full 32² views, 16+16, 2048+1024 points, bf16 autocast": {**_POINTS, "mixed_precision": "bf16"},
     "points only: 2048+1024 points, no render loss": {
         **_POINTS, "data": {**_POINTS["data"], "side_views": 0, "region": 1, "render_low": 1, "render_high": 1},
@@ -61,7 +63,7 @@ def run(root: Path, out: Path, preset: str, batch: int, steps: int, warmup: int,
         "data": {"root": str(root), "render_low": 128, "render_high": 256, "region": 64, "side_views": 3},
     }
     for k, v in overrides.items():
-        base[k] = {**base[k], **v} if isinstance(v, dict) else v
+        base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         train(resolve(base), progress=False, max_steps=warmup)

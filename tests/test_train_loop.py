@@ -155,25 +155,27 @@ def _input_silhouette_iou(model, root, ids_split="train", size=32, samples=96) -
     return out
 
 
-def test_points_recipe_overfits_input_silhouettes(tmp_path):
-    """The bundled recipe (configs/tiny-points.toml: point samples + full input-view renders),
-    shrunk to a test-sized run on three objects, learns their input-view silhouettes.
+def test_bundled_recipe_overfits_input_silhouettes(tmp_path):
+    """The bundled recipe (configs/tiny-lift.toml: point samples + full input-view renders + the
+    lift), shrunk to a test-sized run on three objects, learns their input-view silhouettes to
+    the issue's IoU 0.9.
 
-    Measured: IoU 0.73 / 0.59 / 0.72 after 200 steps (0.73 / 0.55 / 0.69 after 60): the issue's
-    target of 0.9 is not reached at this size; an untrained model scores 0."""
+    Measured: IoU 0.955 / 0.967 / 0.906 after 200 steps, 0.93 / 0.92 / 0.82 after 60; the same
+    recipe without the lift reaches 0.73 / 0.58 / 0.72 after 200; an untrained model scores 0."""
     from pathlib import Path
 
     from lrm.train.config import load_config
 
     root = write_synthetic(tmp_path / "d", objects=3, views=6, size=32, val=0, points=True)
-    cfg = load_config(Path(__file__).parents[1] / "configs" / "tiny-points.toml")
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "tiny-lift.toml")
+    assert cfg.model.lift.samples > 0
     cfg.data.root, cfg.run_dir = str(root), str(tmp_path / "run")
     cfg.steps, cfg.batch_size, cfg.checkpoint_every, cfg.val_every, cfg.log_every = 200, 3, 1000, 0, 25
     cfg.optim.warmup = 10  # the recipe's lr; occupancy_scale_start (564) lies beyond this short run
     out = train(cfg, progress=False)
     model = out["model"].eval()
     ious = _input_silhouette_iou(model, root)
-    assert min(ious) >= 0.5, ious
+    assert min(ious) >= 0.9, ious
     # the control: an untrained model of the same architecture is nowhere near
     torch.manual_seed(0)
     assert max(_input_silhouette_iou(LRM(cfg.model).eval(), root)) < 0.5

@@ -25,6 +25,8 @@ def model_card(cfg) -> str:
         f"- triplane transformer: {tr.layers} `{tr.block}` blocks of width {tr.dim}, "
         f"{3 * tr.token_res ** 2} tokens",
         f"- field: {cfg.field.layers}-layer MLP on {cfg.field.channels}-channel planes",
+    ] + ([f"- lift: image features at {cfg.lift.samples} points along each texel's input-camera ray"]
+         if cfg.lift.samples else []) + [
         f"- licence of the weights: {cfg.license or 'not recorded'}", "",
         "```bash",
         "lrm reconstruct photo.png -o out/ --model PATH_TO_THIS_FOLDER",

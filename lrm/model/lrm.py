@@ -22,6 +22,7 @@ from lrm.configs import from_dict, require, save_json, to_dict
 from lrm.model.camera import CameraEmbedder
 from lrm.model.encoder import EncoderConfig, ImageEncoder
 from lrm.model.field import Field, FieldConfig
+from lrm.model.lift import ImageLift, LiftConfig
 from lrm.model.transformer import TransformerConfig, TriplaneTransformer
 from lrm.model.triplane import Upsampler
 from lrm.render.rays import camera_rays
@@ -64,7 +65,12 @@ class LRMConfig:
     field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
     render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
     inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
+    lift: LiftConfig = dataclasses.field(default_factory=LiftConfig)  # image features along rays (lrm.model.lift)
     license: str = ""  # licence of the weights, printed once when loaded if non-commercial
+
+    def __post_init__(self) -> None:
+        require([(not self.lift.samples or self.inference.source_distance > 0,
+                  "a lift needs a source camera: inference source_distance must be > 0")])
 
 
 class LRM(nn.Module):
@@ -76,6 +82,8 @@ class LRM(nn.Module):
         self.transformer = TriplaneTransformer(cfg.transformer)
         self.upsampler = Upsampler(cfg.transformer.dim, cfg.field.channels)
         self.field = Field(cfg.field)
+        self.lift = (ImageLift(cfg.lift, cfg.encoder.dim, cfg.field.channels, cfg.field.axes, cfg.field.radius)
+                     if cfg.lift.samples else None)
 
     # --- image -> triplane -------------------------------------------------------------
     def forward(self, images: torch.Tensor, cameras16: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,12 +91,15 @@ class LRM(nn.Module):
         -> planes [B, 3, C, h, w]"""
         feats = self.encoder(images)
         mod = None
+        if cameras16 is None and (self.camera_embedder is not None or self.lift is not None):
+            cameras16 = self.source_camera(images.shape[0]).to(images.device)
         if self.camera_embedder is not None:
-            if cameras16 is None:
-                cameras16 = self.source_camera(images.shape[0]).to(images.device)
             mod = self.camera_embedder(cameras16.to(feats.dtype))
         tokens = self.transformer(feats, mod)
-        return self.upsampler(tokens, self.cfg.transformer.token_res)
+        planes = self.upsampler(tokens, self.cfg.transformer.token_res)
+        if self.lift is not None:
+            planes = planes + self.lift(images, feats, cameras16, planes.shape[-1])
+        return planes
 
     def source_camera(self, batch: int, distance: float | None = None) -> torch.Tensor:
         """The canonical 16-number source camera, repeated: [B, 16]"""

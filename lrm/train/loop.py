@@ -24,6 +24,7 @@ from torch import nn
 
 from lrm.device import training_precision
 from lrm.errors import LRMError
+from lrm.model.lift import LiftConfig
 from lrm.model.lrm import LRM
 from lrm.probe import model_shape
 from lrm.render.renderer import RenderConfig
@@ -92,7 +93,9 @@ def build_model(cfg: TrainConfig, resume_from: Path | None) -> LRM:
         return load_folder(resume_from).train()
     if cfg.init:
         model = load_model(cfg.init).train()
-        cfg.model = model.cfg  # the architecture is the initial model's
+        if cfg.model.lift.samples and not model.cfg.lift.samples:
+            model = add_lift(model, cfg.model.lift)
+        cfg.model = model.cfg  # the architecture is the initial model's (plus a lift the config adds)
         return model
     torch.manual_seed(cfg.seed)
     model = LRM(cfg.model)
@@ -103,6 +106,15 @@ def build_model(cfg: TrainConfig, resume_from: Path | None) -> LRM:
     else:
         warnings.warn("the encoder starts from random weights (no encoder_init given)", stacklevel=2)
     return model.train()
+
+
+def add_lift(model: LRM, lift: LiftConfig) -> LRM:
+    """The same model with a new, zero-initialised lift (lrm.model.lift): it renders exactly as
+    before until trained."""
+    grown = LRM(dataclasses.replace(model.cfg, lift=lift)).to(next(model.parameters()).device)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("lift.") for k in missing), (missing, unexpected)
+    return grown.train()
 
 
 def find_resume(run_dir: Path, resume: str) -> Path | None:

@@ -1,0 +1,107 @@
+"""The web demo driven as a user drives it: headless Chromium (Debian's `chromium` +
+`chromium-driver`) through Selenium against a real server on 127.0.0.1.
+
+Skipped where no browser is installed; CI installs one and sets LRM_REQUIRE_BROWSER=1, which
+turns the skip into a failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_demo import _serve, session  # noqa: F401  (the fixture)
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chair_office.png"
+
+
+def _browser():
+    missing = [n for n in ("chromium", "chromedriver") if shutil.which(n) is None]
+    try:
+        import gradio  # noqa: F401
+        from selenium import webdriver
+    except ImportError as exc:
+        missing.append(exc.name or "selenium")
+    if missing:
+        if os.environ.get("LRM_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"LRM_REQUIRE_BROWSER=1 but missing: {', '.join(missing)}")
+        pytest.skip(f"no browser: missing {', '.join(missing)}")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1600"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    return webdriver.Chrome(options=opts, service=service)
+
+
+def _wait(predicate, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            value = predicate()
+        except Exception:  # the page is still being built
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_upload_reconstruct_and_download_in_a_real_browser(session, tmp_path):
+    """Upload examples/chair_office.png, press reconstruct: the page shows what the model saw,
+    the timings, the mesh viewer and GLB + OBJ downloads whose bytes are the session's files."""
+    from selenium.webdriver.common.by import By
+
+    driver = _browser()
+    ui, url = _serve(session)
+    try:
+        driver.get(url)
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=file]"), 60, "the upload field")
+        body = _wait(lambda: driver.find_element(By.TAG_NAME, "body").text, 30, "the page text")
+        assert "Model: tiny on cpu, precision fp32" in " ".join(body.split()), body[:300]  # model named
+        driver.find_elements(By.CSS_SELECTOR, "input[type=file]")[0].send_keys(str(EXAMPLE))
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "img[src*='chair_office'], img[src*='/file=']"), 60,
+              "the uploaded image")
+        resolution = driver.find_elements(By.CSS_SELECTOR, "input[type=number]")[1]  # ratio, resolution, frames
+        resolution.clear()
+        resolution.send_keys("64\t")
+        button = _wait(lambda: [b for b in driver.find_elements(By.TAG_NAME, "button")
+                                if b.text.strip() == "reconstruct"], 30, "the reconstruct button")[0]
+        button.click()
+
+        def timings():
+            for area in driver.find_elements(By.CSS_SELECTOR, "textarea"):
+                if area.get_attribute("value").startswith("preprocess"):
+                    return area.get_attribute("value")
+            return None
+
+        message = _wait(timings, 240, "the timings of a finished job")
+        assert session.counter == 1 and "mesh" in message
+        assert "encode" in message and "mesh" in message
+        links = _wait(lambda: [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")
+                               if a.get_attribute("href").endswith(("mesh.glb", "mesh.obj"))], 30, "download links")
+        assert {h.rsplit("/", 1)[-1] for h in links} == {"mesh.glb", "mesh.obj"}
+        assert driver.find_elements(By.CSS_SELECTOR, "canvas"), "no 3D viewer canvas"
+        # the file the page offers is the one the session wrote
+        import urllib.request
+
+        glb = next(h for h in links if h.endswith("mesh.glb"))
+        with urllib.request.urlopen(glb) as r:
+            served = r.read()
+        assert served[:4] == b"glTF" and served == (session.workdir / "0001" / "mesh.glb").read_bytes()
+        shot = tmp_path / "demo.png"
+        driver.save_screenshot(str(shot))
+        from PIL import Image
+
+        pixels = np.asarray(Image.open(shot).convert("L"), np.float32)
+        assert pixels.std() > 5  # a rendered page, not a blank one
+        severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not [m for m in severe if "WebGPU" not in m and "favicon" not in m], severe
+    finally:
+        driver.quit()
+        ui.close()
