@@ -8,7 +8,9 @@
     OpenLRM   `config.json` (12 upstream kwargs) + `model.safetensors` or `pytorch_model.bin`
     TripoSR   `config.yaml` + `model.ckpt` (or `model.safetensors`)
   or a training run folder (`lrm train`): its newest intact checkpoint;
-- a short alias (`openlrm-mix-base`, `triposr`, ... see ALIASES) or a Hugging Face hub id
+- an InstantMesh `.ckpt` file (`instant_nerf_base.ckpt`, `instant_nerf_large.ckpt`);
+- a short alias (`openlrm-mix-base`, `triposr`, `instant-nerf-base`, ... see ALIASES and
+  lrm.convert.instantmesh.HUB_FILES) or a Hugging Face hub id
   (`zxhezexin/openlrm-obj-large-1.1`, `stabilityai/TripoSR`): downloaded through
   huggingface_hub into its normal cache (HF_HOME / HF_HUB_CACHE; HF_HUB_OFFLINE=1 uses the
   cache only), then loaded like a folder.
@@ -257,8 +259,32 @@ def load_hub(repo_id: str, device: str | torch.device = "cpu", dtype: torch.dtyp
     return _to_model(cfg, state, repo_id, device, dtype)
 
 
+def load_instantmesh(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LRM:
+    """An InstantMesh alias (its file in TencentARC/InstantMesh, through the hub cache) or a local
+    `.ckpt` file."""
+    from lrm.convert.instantmesh import FLEXICUBES, FLEXICUBES_MESSAGE, HUB_FILES, HUB_REPO, load_instantmesh_file
+
+    alias = name.lower()
+    if alias in FLEXICUBES:
+        raise LRMError(f"{name}: {FLEXICUBES_MESSAGE}")
+    if alias in HUB_FILES:
+        files = HubFiles(HUB_REPO)
+        path = files(HUB_FILES[alias])
+        if path is None:
+            if files.unreachable:
+                raise _hub_cache_error(f"{HUB_REPO} ({HUB_FILES[alias]})")
+            raise LRMError(f"{HUB_REPO} has no file {HUB_FILES[alias]}")
+        cfg, state = load_instantmesh_file(path, alias)
+        return _to_model(cfg, state, f"{HUB_REPO}/{HUB_FILES[alias]}", device, dtype)
+    path = Path(name).expanduser()
+    cfg, state = load_instantmesh_file(path)
+    return _to_model(cfg, state, str(path), device, dtype)
+
+
 def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LRM:
     """Resolve `name` (see module docstring) and load the model in eval mode."""
+    from lrm.convert.instantmesh import HUB_FILES, HUB_REPO
+
     if name == "default":
         if not (BUNDLED_DIR / WEIGHTS_NAME).is_file():
             raise LRMError("the bundled default model is missing from this installation")
@@ -271,11 +297,15 @@ def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype
             raise LRMError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
         torch.manual_seed(0)
         return LRM(PRESETS[preset]()).to(device=device, dtype=dtype).eval()
+    if name.lower() in HUB_FILES:
+        return load_instantmesh(name, device, dtype)
     path = Path(name).expanduser()
     if path.exists():
+        if path.is_file() and path.suffix == ".ckpt":
+            return load_instantmesh(str(path), device, dtype)
         if not path.is_dir():
             raise LRMError(f"{name}: a model must be a folder (config.json + model.safetensors, "
-                           "or an OpenLRM / TripoSR folder)")
+                           "or an OpenLRM / TripoSR folder) or an InstantMesh .ckpt file")
         if not (path / WEIGHTS_NAME).is_file() and (path / "checkpoints").is_dir():  # a training run
             from lrm.train.checkpoint import latest_valid
 
@@ -285,11 +315,14 @@ def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype
             path = found
         return load_folder(path, device, dtype)
     repo_id = ALIASES.get(name.lower(), name)
+    if repo_id.lower() == HUB_REPO.lower():
+        raise LRMError(f"{repo_id} holds several models: choose instant-nerf-base or instant-nerf-large")
     if _HUB_ID.match(repo_id):
         return load_hub(repo_id, device, dtype)
     import difflib
 
-    close = difflib.get_close_matches(name.lower(), [a for a in ALIASES if not a.endswith("-1.1")], n=2, cutoff=0.6)
+    names = [a for a in ALIASES if not a.endswith("-1.1")] + [a for a in HUB_FILES if "nerf" in a]
+    close = difflib.get_close_matches(name.lower(), names, n=2, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    raise LRMError(f"unknown model {name!r}: not a local folder, alias ({', '.join(a for a in ALIASES if not a.endswith('-1.1'))}) "
+    raise LRMError(f"unknown model {name!r}: not a local folder, alias ({', '.join(names)}) "
                    f"or hub id (owner/name){hint}")

@@ -12,6 +12,8 @@ Layouts (keys after an optional prefix such as `model.`, `encoder.model.`, `dino
   attention.output.dense, layernorm_after, intermediate.dense, output.dense}`, `layernorm`.
 - "hf-vit5": transformers 5.x ViT names: `layers.{i}.{layernorm_before, attention.q_proj|k_proj|
   v_proj, attention.o_proj, layernorm_after, mlp.fc1, mlp.fc2}`.
+An encoder modulated by the camera (InstantMesh, hf-vit4 names) adds
+`encoder.layer.{i}.adaLN_modulation.1` -> `blocks.{i}.ada`.
 Known-unused tensors are dropped: `mask_token` (all layouts), `pooler.dense.*` (ViT).
 Separate q/k/v projections are packed into our `qkv` (rows q, k, v).
 """
@@ -125,6 +127,8 @@ def read_encoder(r: StateReader, cfg: EncoderConfig, layout: Layout) -> dict[str
         if cfg.layer_scale:
             out[ours + "ls1"] = r.take(ls1, (e,))
             out[ours + "ls2"] = r.take(ls2, (e,))
+        if cfg.mod_dim:  # InstantMesh's per-layer camera modulation (Sequential(SiLU, Linear))
+            lin(ours + "ada", b + "adaLN_modulation.1", 4 * e, cfg.mod_dim)
 
     norm("norm", "norm" if layout == "dinov2" else "layernorm")
     if vit:

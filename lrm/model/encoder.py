@@ -40,6 +40,8 @@ class EncoderConfig:
     layer_scale: bool = True  # LayerScale gammas after attention and MLP (DINOv2)
     eps: float = 1e-6  # LayerNorm epsilon (DINOv2 1e-6; HF DINO 1e-12)
     imagenet_norm: bool = False  # normalise the [0,1] input with ImageNet mean/std (DINO v1)
+    half_norm: bool = False  # normalise the [0,1] input as (x - 0.5) / 0.5 (InstantMesh's DINO processor)
+    mod_dim: int = 0  # camera modulation of every block's two pre-norms (InstantMesh's adaLN); 0 = none
     pos_resize: PosResize = "dinov2"  # position-table resize rule, see module docstring
     pos_std: float = 0.02  # init std of the position table (DINO's 0.02). Training from scratch wants
     # ~1: at 0.02 the white background's patches are nearly identical, the image tokens carry
@@ -51,8 +53,9 @@ class EncoderConfig:
                   f"encoder sizes must be > 0 (dim {self.dim}, depth {self.depth}, heads {self.heads}, "
                   f"patch_size {self.patch_size}, pos_grid {self.pos_grid})"),
                  (self.dim % self.heads == 0, f"encoder dim {self.dim} is not divisible by heads {self.heads}"),
-                 (self.registers >= 0 and self.eps > 0 and self.pos_std >= 0,
-                  "encoder registers, pos_std must be >= 0 and eps > 0")])
+                 (self.registers >= 0 and self.eps > 0 and self.pos_std >= 0 and self.mod_dim >= 0,
+                  "encoder registers, pos_std, mod_dim must be >= 0 and eps > 0"),
+                 (not (self.imagenet_norm and self.half_norm), "encoder: choose imagenet_norm or half_norm, not both")])
 
 
 def resize_pos_embed(table: torch.Tensor, grid_hw: tuple[int, int], rule: PosResize) -> torch.Tensor:
@@ -94,7 +97,10 @@ class Mlp(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """Pre-norm ViT block: `x + ls1*Attn(LN(x))`, then `x + ls2*MLP(LN(x))`."""
+    """Pre-norm ViT block: `x + ls1*Attn(LN(x))`, then `x + ls2*MLP(LN(x))`.
+
+    With `mod_dim` (InstantMesh) each pre-norm is modulated by the view's camera embedding c:
+    `[shift_a | scale_a | shift_m | scale_m] = ada(SiLU(c))`, `LN(x) * (1 + scale) + shift`."""
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
@@ -104,12 +110,19 @@ class EncoderBlock(nn.Module):
         self.mlp = Mlp(cfg.dim, 4 * cfg.dim)
         self.ls1 = nn.Parameter(torch.ones(cfg.dim)) if cfg.layer_scale else None
         self.ls2 = nn.Parameter(torch.ones(cfg.dim)) if cfg.layer_scale else None
+        self.ada = nn.Linear(cfg.mod_dim, 4 * cfg.dim) if cfg.mod_dim else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, E] -> [B, L, E]"""
-        a = self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, mod: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, L, E]; mod: [B, M] camera embedding (modulated blocks only) -> [B, L, E]"""
+        h1, h2 = self.norm1, self.norm2
+        if self.ada is not None:
+            assert mod is not None, "a camera-modulated encoder needs a camera embedding"
+            sa, ca, sm, cm = self.ada(F.silu(mod)).unsqueeze(1).chunk(4, dim=-1)
+            h1 = lambda t: self.norm1(t) * (1 + ca) + sa  # noqa: E731
+            h2 = lambda t: self.norm2(t) * (1 + cm) + sm  # noqa: E731
+        a = self.attn(h1(x))
         x = x + (a * self.ls1 if self.ls1 is not None else a)
-        m = self.mlp(self.norm2(x))
+        m = self.mlp(h2(x))
         return x + (m * self.ls2 if self.ls2 is not None else m)
 
 
@@ -133,13 +146,16 @@ class ImageEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, device=dev).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD, device=dev).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: [B, 3, H, W] RGB in [0, 1] -> tokens [B, 1 + P, E] (CLS first, no registers)."""
+    def forward(self, images: torch.Tensor, mod: torch.Tensor | None = None) -> torch.Tensor:
+        """images: [B, 3, H, W] RGB in [0, 1]; mod: [B, M] per-image camera embedding (modulated
+        encoders only) -> tokens [B, 1 + P, E] (CLS first, no registers)."""
         assert images.ndim == 4 and images.shape[1] == 3, f"expected [B, 3, H, W], got {tuple(images.shape)}"
         p = self.cfg.patch_size
         h, w = images.shape[-2] // p, images.shape[-1] // p
         if self.cfg.imagenet_norm:
             images = (images - self.mean) / self.std
+        elif self.cfg.half_norm:
+            images = (images - 0.5) / 0.5
         x = rearrange(self.patch_embed(images), "b e h w -> b (h w) e")
         pos = self.pos_embed
         patch_pos = resize_pos_embed(pos[:, 1:], (h, w), self.cfg.pos_resize)
@@ -152,8 +168,8 @@ class ImageEncoder(nn.Module):
             x = torch.cat([x[:, :1], reg, x[:, 1:]], dim=1)
         for block in self.blocks:
             if self.grad_checkpointing and self.training:
-                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(block, x, mod, use_reentrant=False)
             else:
-                x = block(x)
+                x = block(x, mod)
         x = self.norm(x)
         return torch.cat([x[:, :1], x[:, 1 + r :]], dim=1)

@@ -19,6 +19,7 @@ from torch import nn
 
 from lrm import cameras
 from lrm.configs import from_dict, require, save_json, to_dict
+from lrm.errors import LRMError
 from lrm.model.camera import CameraEmbedder
 from lrm.model.encoder import EncoderConfig, ImageEncoder
 from lrm.model.field import Field, FieldConfig
@@ -87,18 +88,33 @@ class LRM(nn.Module):
 
     # --- image -> triplane -------------------------------------------------------------
     def forward(self, images: torch.Tensor, cameras16: torch.Tensor | None = None) -> torch.Tensor:
-        """images: [B, 3, S, S] in [0, 1]; cameras16: [B, 16] source cameras (None: canonical)
-        -> planes [B, 3, C, h, w]"""
-        feats = self.encoder(images)
-        mod = None
+        """images: [B, 3, S, S] or [B, V, 3, S, S] in [0, 1]; cameras16: [B, 16] or [B, V, 16]
+        source cameras (None: the canonical one) -> planes [B, 3, C, h, w]
+
+        Several views (InstantMesh's form) need an encoder modulated per view (`encoder.mod_dim`):
+        each view is encoded with its own camera and the token sets are concatenated view-major
+        before the triplane transformer cross-attends to them. A lift averages its V readings."""
+        single = images.ndim == 4
+        if single:
+            images = images[:, None]
+            cameras16 = None if cameras16 is None else cameras16.reshape(images.shape[0], 1, 16)
+        b, v = images.shape[:2]
+        if v > 1 and not self.cfg.encoder.mod_dim:
+            raise LRMError(f"model {self.cfg.name} takes one view, got {v}: several views need an encoder "
+                           "modulated per view (InstantMesh's instant-nerf-*)")
         if cameras16 is None and (self.camera_embedder is not None or self.lift is not None):
-            cameras16 = self.source_camera(images.shape[0]).to(images.device)
-        if self.camera_embedder is not None:
-            mod = self.camera_embedder(cameras16.to(feats.dtype))
-        tokens = self.transformer(feats, mod)
+            cameras16 = self.source_camera(b).to(images.device)[:, None].expand(b, v, 16)
+        flat = images.reshape(b * v, *images.shape[2:])
+        cams = None if cameras16 is None else cameras16.reshape(b * v, 16)
+        emb = None if self.camera_embedder is None else self.camera_embedder(cams.to(self.camera_embedder.fc1.weight.dtype))
+        feats = self.encoder(flat, emb if self.cfg.encoder.mod_dim else None)  # [B*V, L, E]
+        context = feats.reshape(b, v * feats.shape[1], feats.shape[2])
+        mod = None if emb is None or self.cfg.encoder.mod_dim else emb  # OpenLRM: modulates the transformer
+        tokens = self.transformer(context, mod)
         planes = self.upsampler(tokens, self.cfg.transformer.token_res)
         if self.lift is not None:
-            planes = planes + self.lift(images, feats, cameras16, planes.shape[-1])
+            lifted = self.lift(flat, feats, cams, planes.shape[-1])  # [B*V, 3, C, h, w]
+            planes = planes + lifted.reshape(b, v, *lifted.shape[1:]).mean(1)
         return planes
 
     def source_camera(self, batch: int, distance: float | None = None) -> torch.Tensor:

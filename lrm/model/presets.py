@@ -77,6 +77,41 @@ def triposr() -> LRMConfig:
     )
 
 
+INSTANT_FOCAL = fov_to_focal(30.0)  # Zero123++ v1.2 rig: FOV 30 degrees (1.8660254)
+
+
+def _instant_nerf(name: str, layers: int, channels: int, samples: int) -> LRMConfig:
+    """InstantMesh's NeRF reconstructors (docs/weights.md, "InstantMesh"): DINO ViT-B/16 modulated
+    per view by its camera, tokens of all views concatenated, OpenLRM's field and renderer."""
+    enc = EncoderConfig(dim=768, depth=12, heads=12, patch_size=16, pos_grid=14, registers=0, layer_scale=False,
+                        eps=1e-12, imagenet_norm=False, half_norm=True, mod_dim=768, pos_resize="hf4")
+    return LRMConfig(
+        name=name,
+        camera_dim=768,
+        encoder=enc,
+        transformer=TransformerConfig(block="instantmesh", dim=1024, layers=layers, heads=16, context_dim=768,
+                                      mod_dim=0, token_res=32),
+        field=FieldConfig(channels=channels, hidden=64, layers=4, activation="relu", density="softplus",
+                          density_bias=-1.0, color_margin=0.001, radius=1.0, axes=OPENLRM_AXES),
+        render=RenderConfig(bounds="box", radius=1.0, samples=samples // 2, importance=samples // 2,
+                            spacing="endpoints", quadrature="interval", mask_outside=True),
+        inference=InferenceConfig(source_size=320, source_distance=4.0, source_focal=INSTANT_FOCAL,
+                                  foreground_ratio=0.85, condition_background=1.0, render_size=384,
+                                  render_background=1.0, view_distance=4.5, view_elevation=20.0,
+                                  view_focal=INSTANT_FOCAL, front_azimuth=-90.0, mesh_resolution=256,
+                                  mesh_threshold=10.0),
+        license="Apache-2.0",
+    )
+
+
+def instant_nerf_base() -> LRMConfig:
+    return _instant_nerf("instant-nerf-base", 12, 40, 96)
+
+
+def instant_nerf_large() -> LRMConfig:
+    return _instant_nerf("instant-nerf-large", 16, 80, 128)
+
+
 def tiny() -> LRMConfig:
     """A few-MB model with OpenLRM's conventions: tests and the bundled default model."""
     enc = EncoderConfig(dim=128, depth=4, heads=4, patch_size=8, pos_grid=16, registers=0,
@@ -96,5 +131,7 @@ PRESETS = {
     "openlrm-base": openlrm_base,
     "openlrm-large": openlrm_large,
     "triposr": triposr,
+    "instant-nerf-base": instant_nerf_base,
+    "instant-nerf-large": instant_nerf_large,
     "tiny": tiny,
 }

@@ -57,12 +57,12 @@ class Int8Linear(nn.Module):
 
 def _big_linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
     """(parent, name, layer) for the Linear layers inside encoder and transformer blocks,
-    except the camera modulation (ModLN.mod acts on one vector per image)."""
+    except the camera modulation (ModLN.mod, the encoder's ada: one vector per image)."""
     out = []
     for part in (model.encoder.blocks, model.transformer.blocks):
         for parent in part.modules():
             for name, child in parent.named_children():
-                if isinstance(child, nn.Linear) and name != "mod":
+                if isinstance(child, nn.Linear) and name not in ("mod", "ada"):
                     out.append((parent, name, child))
     return out
 

@@ -5,6 +5,8 @@ Two block variants, both holding the learned tokens `[1, 3*r*r, D]` (token t = p
   pre-norm residual, bias-free attention; final LayerNorm. Conditioned on the camera.
 - "triposr": GroupNorm -> Linear in -> per block LN -> self-attn -> LN -> cross-attn -> LN ->
   GEGLU feed-forward -> Linear out, plus the raw tokens (outer residual). No camera.
+- "instantmesh": as "openlrm" with plain LayerNorms (eps 1e-5) in place of ModLN: the camera
+  enters through the encoder instead (InstantMesh; docs/weights.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from lrm.model.attention import Attention
 from lrm.model.camera import ModLN
 
-BlockKind = Literal["openlrm", "triposr"]
+BlockKind = Literal["openlrm", "triposr", "instantmesh"]
 from lrm.configs import require
 
 
@@ -66,6 +68,25 @@ class OpenLRMBlock(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm3(x, mod))))
 
 
+class InstantMeshBlock(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        d = cfg.dim
+        self.norm1 = nn.LayerNorm(d, eps=1e-5)
+        self.cross_attn = Attention(d, cfg.heads, context_dim=cfg.context_dim)
+        self.norm2 = nn.LayerNorm(d, eps=1e-5)
+        self.self_attn = Attention(d, cfg.heads)
+        self.norm3 = nn.LayerNorm(d, eps=1e-5)
+        self.fc1 = nn.Linear(d, 4 * d)
+        self.fc2 = nn.Linear(4 * d, d)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mod: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, L, D]; context: [B, Lc, Dc] -> [B, L, D] (mod is ignored: the encoder is modulated)"""
+        x = x + self.cross_attn(self.norm1(x), context)
+        x = x + self.self_attn(self.norm2(x))
+        return x + self.fc2(F.gelu(self.fc1(self.norm3(x))))
+
+
 class TripoSRBlock(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -92,9 +113,9 @@ class TriplaneTransformer(nn.Module):
         self.cfg = cfg
         d, n = cfg.dim, 3 * cfg.token_res**2
         self.tokens = nn.Parameter(torch.randn(1, n, d) * (cfg.token_std or d**-0.5))
-        block = OpenLRMBlock if cfg.block == "openlrm" else TripoSRBlock
+        block = {"openlrm": OpenLRMBlock, "triposr": TripoSRBlock, "instantmesh": InstantMeshBlock}[cfg.block]
         self.blocks = nn.ModuleList(block(cfg) for _ in range(cfg.layers))
-        if cfg.block == "openlrm":
+        if cfg.block != "triposr":
             self.norm = nn.LayerNorm(d, eps=1e-6)
         else:
             self.norm_in = nn.GroupNorm(32, d, eps=1e-6)
@@ -106,8 +127,8 @@ class TriplaneTransformer(nn.Module):
         """context: [B, Lc, Dc] image tokens; mod: [B, M] camera embedding or None -> [B, 3*r*r, D]"""
         b = context.shape[0]
         tokens = self.tokens.expand(b, -1, -1).to(context.dtype)
-        if self.cfg.block == "openlrm":
-            assert mod is not None, "the openlrm block needs a camera embedding"
+        if self.cfg.block != "triposr":
+            assert mod is not None or self.cfg.block == "instantmesh", "the openlrm block needs a camera embedding"
             x = tokens
         else:
             x = self.norm_in(rearrange(tokens, "b l d -> b d l"))
@@ -117,6 +138,6 @@ class TriplaneTransformer(nn.Module):
                 x = checkpoint(blk, x, context, mod, use_reentrant=False)
             else:
                 x = blk(x, context, mod)
-        if self.cfg.block == "openlrm":
+        if self.cfg.block != "triposr":
             return self.norm(x)
         return self.proj_out(x) + tokens

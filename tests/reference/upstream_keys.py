@@ -133,6 +133,49 @@ def triposr_keys(vit_dim=768, vit_depth=12, patch=16, pos_entries=197, dim=1024,
     return t
 
 
+def instantmesh_keys(vit_dim=768, vit_depth=12, patch=16, pos_entries=197, dim=1024, layers=12, res=32,
+                     channels=40, hidden=64):
+    """instantmesh.md §2.3, after the `lrm_generator.` prefix (NeRF variants)."""
+    e, d = vit_dim, dim
+    p = "encoder.model."
+    t = {p + "embeddings.cls_token": (1, 1, e), p + "embeddings.position_embeddings": (1, pos_entries, e),
+         p + "embeddings.patch_embeddings.projection.weight": (e, 3, patch, patch),
+         p + "embeddings.patch_embeddings.projection.bias": (e,)}
+    for i in range(vit_depth):
+        b = p + f"encoder.layer.{i}."
+        for name in ("attention.attention.query", "attention.attention.key", "attention.attention.value",
+                     "attention.output.dense"):
+            t[b + name + ".weight"], t[b + name + ".bias"] = (e, e), (e,)
+        t[b + "intermediate.dense.weight"], t[b + "intermediate.dense.bias"] = (4 * e, e), (4 * e,)
+        t[b + "output.dense.weight"], t[b + "output.dense.bias"] = (e, 4 * e), (e,)
+        for ln in ("layernorm_before", "layernorm_after"):
+            t[b + ln + ".weight"], t[b + ln + ".bias"] = (e,), (e,)
+        t[b + "adaLN_modulation.1.weight"], t[b + "adaLN_modulation.1.bias"] = (4 * e, e), (4 * e,)
+    t[p + "layernorm.weight"], t[p + "layernorm.bias"] = (e,), (e,)
+    t["encoder.camera_embedder.0.weight"], t["encoder.camera_embedder.0.bias"] = (e, 16), (e,)
+    t["encoder.camera_embedder.2.weight"], t["encoder.camera_embedder.2.bias"] = (e, e), (e,)
+    t["transformer.pos_embed"] = (1, 3 * res * res, d)
+    for i in range(layers):
+        b = f"transformer.layers.{i}."
+        for n in (1, 2, 3):
+            t[b + f"norm{n}.weight"], t[b + f"norm{n}.bias"] = (d,), (d,)
+        t[b + "cross_attn.q_proj_weight"] = (d, d)
+        t[b + "cross_attn.k_proj_weight"] = (d, e)
+        t[b + "cross_attn.v_proj_weight"] = (d, e)
+        t[b + "cross_attn.out_proj.weight"] = (d, d)
+        t[b + "self_attn.in_proj_weight"] = (3 * d, d)
+        t[b + "self_attn.out_proj.weight"] = (d, d)
+        t[b + "mlp.0.weight"], t[b + "mlp.0.bias"] = (4 * d, d), (4 * d,)
+        t[b + "mlp.3.weight"], t[b + "mlp.3.bias"] = (d, 4 * d), (d,)
+    t["transformer.norm.weight"], t["transformer.norm.bias"] = (d,), (d,)
+    t["transformer.deconv.weight"], t["transformer.deconv.bias"] = (d, channels, 2, 2), (channels,)
+    dims = [3 * channels, hidden, hidden, hidden, 4]
+    for j in range(4):
+        t[f"synthesizer.decoder.net.{2 * j}.weight"] = (dims[j + 1], dims[j])
+        t[f"synthesizer.decoder.net.{2 * j}.bias"] = (dims[j + 1],)
+    return t
+
+
 def n_params(table: dict[str, tuple[int, ...]]) -> int:
     return sum(math.prod(s) for s in table.values())
 
