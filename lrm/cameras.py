@@ -97,3 +97,16 @@ def world_to_view_frame(front_azimuth_deg: float) -> torch.Tensor:
     y = torch.tensor([0.0, 0.0, 1.0])  # up
     x = torch.linalg.cross(y, z)
     return torch.stack([x, y, z])  # rows: new axes expressed in world coordinates
+
+
+ZERO123PP_AZIMUTHS = (30.0, 90.0, 150.0, 210.0, 270.0, 330.0)  # Zero123++ v1.2's six views, degrees
+ZERO123PP_ELEVATIONS = (20.0, -10.0, 20.0, -10.0, 20.0, -10.0)
+ZERO123PP_FOV = 30.0
+
+
+def zero123pp_cameras(radius: float = 4.0) -> torch.Tensor:
+    """The 16-number cameras of the six views Zero123++ v1.2 generates (a 3 x 2 sheet of tiles,
+    view k = 2 * row + column), looking at the origin from `radius`, FOV 30 degrees. -> [6, 16]"""
+    pos = torch.cat([orbit_positions(torch.tensor([a]), e, radius)
+                     for a, e in zip(ZERO123PP_AZIMUTHS, ZERO123PP_ELEVATIONS)])
+    return camera_vector(look_at(pos), intrinsics(fov_to_focal(ZERO123PP_FOV), 6))

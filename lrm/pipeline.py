@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import torch
 
 from lrm import cameras
 from lrm.device import Precision, autocast, choose_precision, configure_allocator, resolve_device
+from lrm.errors import LRMError
 from lrm.hub import load_model
 from lrm.model.lrm import LRM, InferenceConfig
 from lrm.preprocess import REMBG_MODEL, ImageInput, prepare
@@ -226,3 +228,42 @@ class Reconstructor:
             timings["mesh"] = time.perf_counter() - t
         frame = cameras.world_to_view_frame(self.inference.front_azimuth).numpy()
         return Reconstruction(planes, rgb, out_mesh, frame, timings)
+
+    def reconstruct_views(
+        self,
+        images: list[ImageInput],
+        cameras16: torch.Tensor,
+        *,
+        mesh: bool = True,
+        mesh_resolution: int | None = None,
+        mesh_threshold: float | None = None,
+        texture: bool = False,
+        texture_resolution: int = 1024,
+    ) -> Reconstruction:
+        """Several posed views of one object -> planes (+ mesh). images: V square images (alpha is
+        composited on the model's background, no recentring: the poses fix the framing);
+        cameras16: [V, 16] in the model's world (lrm.views). Needs a model that takes several
+        views (InstantMesh); the output frame faces view 0."""
+        if len(images) != cameras16.shape[0] or cameras16.shape[-1:] != (16,):
+            raise LRMError(f"{len(images)} views but cameras of shape {tuple(cameras16.shape)}")
+        inf = self.inference
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        rgbs = [prepare(img, inf.source_size, inf.condition_background, 1.0, remove_bg=False, do_recenter=False)[0]
+                for img in images]
+        timings["preprocess"] = time.perf_counter() - t
+        t = time.perf_counter()
+        x = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2)[None].to(self.device)  # [1, V, 3, S, S]
+        with self._amp():
+            planes = self.model(x, cameras16[None].to(self.device)).float()
+        timings["encode"] = time.perf_counter() - t
+        out_mesh = None
+        if mesh:
+            t = time.perf_counter()
+            out_mesh = self.extract_mesh(planes, mesh_resolution, mesh_threshold, texture, texture_resolution)
+            timings["mesh"] = time.perf_counter() - t
+        pos = cameras16[0, [3, 7, 11]]
+        azimuth = math.degrees(math.atan2(float(pos[1]), float(pos[0])))
+        frame = cameras.world_to_view_frame(azimuth).numpy()
+        return Reconstruction(planes, rgbs[0], out_mesh, frame, timings)
+

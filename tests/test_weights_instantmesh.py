@@ -48,7 +48,7 @@ def write_ckpt(path, state, extra=True):
     return path
 
 
-def rig(views):
+def rig(views):  # also lrm.cameras.zero123pp_cameras, checked against it below
     """The first `views` cameras of the Zero123++ v1.2 rig (instantmesh.md §6.2): [V, 16]."""
     az = torch.tensor([30.0, 90, 150, 210, 270, 330])[:views]
     el = [20.0, -10, 20, -10, 20, -10][:views]
@@ -76,6 +76,7 @@ def test_zero123pp_rig_matches_the_spec():
     torch.testing.assert_close(cams[0, :12], torch.tensor(k0), atol=1e-5, rtol=0)
     torch.testing.assert_close(cams[3, :12], torch.tensor(k3), atol=1e-5, rtol=0)
     assert cams[0, 12].item() == pytest.approx(1.8660254)
+    torch.testing.assert_close(cameras.zero123pp_cameras(), cams)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,11 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reconstruct", help="reconstruct 3D meshes from images",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--views-from", default=None, metavar="SOURCE",
+                   help="one object from several posed views instead of IMAGEs: a NeRF/instant-ngp "
+                        "transforms.json (or its folder), or zero123pp:SHEET.png (Zero123++ v1.2's 3 x 2 "
+                        "sheet); needs a model that takes several views (instant-nerf-base/-large)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder (created)")
     p.add_argument("--model", default="default",
                    help="bundled 'default', an alias (openlrm-mix-base, triposr, ...), a hub id or a "
@@ -177,6 +181,7 @@ def _validate(args: argparse.Namespace) -> None:
         (args.workers >= 1, "--workers must be >= 1"),
         (args.threads is None or args.threads >= 1, "--threads must be >= 1"),
         (not (args.exact and args.dtype not in ("fp32", "auto")), "--exact computes in fp32; drop --dtype"),
+        (bool(args.images) != bool(args.views_from), "give IMAGEs or --views-from SOURCE (one of the two)"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -208,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
     from lrm.device import configure_threads
 
     _validate(args)
+    if args.views_from:
+        return run_views(args)
     images = collect_images(args.images)
     bad: dict[Path, str] = {}  # image -> why it was refused
     for img in images:  # header checks before any model is loaded
@@ -266,6 +273,9 @@ def load_reconstructor(args: argparse.Namespace, device: str, verbose: bool = Tr
     t0 = time.perf_counter()
     rec = Reconstructor(args.model, device=device, dtype="fp32" if args.exact else args.dtype, exact=args.exact)
     _apply_overrides(rec, args)
+    if getattr(args, "views_from", None) and not rec.model.cfg.encoder.mod_dim:
+        raise LRMError(f"model {rec.model.cfg.name} takes one view; --views-from needs one that takes several "
+                       "(instant-nerf-base, instant-nerf-large)")
     if verbose:
         mode = "exact" if args.exact else "fast"
         note = f" [{rec.precision_note}]" if rec.precision_note else ""
@@ -290,13 +300,40 @@ def _process(args: argparse.Namespace, out_dir: Path, rec, item: tuple[Path, str
         return str(exc)
 
 
-def reconstruct_one(rec, image: Path, folder: Path, args: argparse.Namespace) -> dict[str, float]:
-    from lrm.video import save_png, write_video
+def run_views(args: argparse.Namespace) -> int:
+    """--views-from: one object from several posed views -> OUT_DIR/<name>/."""
+    from lrm.device import configure_threads
+    from lrm.views import read_views
 
+    views = read_views(args.views_from)
+    folder = Path(args.output) / _safe_stem(views.name)
+    check_writable(Path(args.output))
+    if not args.overwrite and is_done(folder, args):
+        print(f"skipping {folder}: its outputs exist (--overwrite to redo)", file=sys.stderr)
+        return 0
+    configure_threads(args.threads)
+    rec = load_reconstructor(args, args.device)
+    result = rec.reconstruct_views(views.images, views.cameras16, mesh=not args.no_mesh, texture=args.texture,
+                                   texture_resolution=args.texture_resolution)
+    timings = write_outputs(rec, result, folder, args)
+    line = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+    print(f"{folder.name} ({len(views.images)} views): {line} | total {sum(timings.values()):.2f}s -> {folder}",
+          file=sys.stderr)
+    return 0
+
+
+def reconstruct_one(rec, image: Path, folder: Path, args: argparse.Namespace) -> dict[str, float]:
     result = rec.reconstruct(
         image, remove_bg=not args.no_remove_bg, recenter=not args.no_recenter, mesh=not args.no_mesh,
         texture=args.texture, texture_resolution=args.texture_resolution,
     )
+    return write_outputs(rec, result, folder, args)
+
+
+def write_outputs(rec, result, folder: Path, args: argparse.Namespace) -> dict[str, float]:
+    """input.png, the mesh, views and video of one reconstruction; the completion record last."""
+    from lrm.video import save_png, write_video
+
     timings = dict(result.timings)
     folder.mkdir(parents=True, exist_ok=True)
     save_png(result.image, folder / "input.png")
