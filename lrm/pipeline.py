@@ -29,6 +29,7 @@ from lrm.probe import model_shape
 
 if TYPE_CHECKING:
     from lrm.mesh.types import Mesh
+    from lrm.splat import Splats
 
 OCCUPANCY_RESOLUTION = 64  # cells per side of the empty-space grid used when rendering (fast mode)
 
@@ -171,6 +172,13 @@ class Reconstructor:
 
             mesh = bake_texture(mesh, self.color_fn(planes), resolution=texture_resolution)
         return mesh
+
+    def splats(self, planes: torch.Tensor, resolution: int = 128) -> "Splats":
+        """planes: [1, 3, C, h, w] -> Gaussian splats of the field's visible shell (lrm.splat)."""
+        from lrm.splat import splats_from_field
+
+        return splats_from_field(self.density_fn(planes), self.color_fn(planes), self.model.cfg.field.radius,
+                                 resolution)
 
     def orbit(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Turntable cameras starting at the input view. -> c2w [n, 4, 4], intrinsics [n, 4]"""

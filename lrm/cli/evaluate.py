@@ -134,10 +134,10 @@ def _progress(e: dict) -> None:
 
 def _compare(args: argparse.Namespace) -> int:
     from lrm.evaluate.compare import compare_reports
-    from lrm.evaluate.report import atomic_write
+    from lrm.fileio import write_atomic
 
     text = compare_reports(*args.compare)
     print(text)
     if args.output:
-        atomic_write(Path(args.output) / "compare.md", text.encode())
+        write_atomic(Path(args.output) / "compare.md", text.encode())
     return 0

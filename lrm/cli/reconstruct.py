@@ -40,6 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--texture", action="store_true", help="bake a UV texture instead of vertex colours (default: off)")
     p.add_argument("--texture-resolution", type=int, default=1024, metavar="N",
                    help="texture side in pixels (default: 1024)")
+    p.add_argument("--splat", action="store_true",
+                   help="also write splat.ply: Gaussian splats of the field (INRIA 3DGS format, for SuperSplat, "
+                        "gsplat.js, Open3D) (default: off)")
+    p.add_argument("--splat-resolution", type=int, default=128, metavar="N",
+                   help="voxel grid side the splats are taken from (default: 128)")
     p.add_argument("--views", type=int, default=0, metavar="N",
                    help="write N novel-view PNGs around the object (default: 0)")
     p.add_argument("--video", action="store_true", help="write a turntable MP4 (GIF without ffmpeg) (default: off)")
@@ -142,7 +147,8 @@ def _wanted(args: argparse.Namespace) -> dict:
     """What a run writes per image (recorded in DONE_NAME; a rerun skips an image only when
     a complete earlier run wrote at least this)."""
     return {"mesh": None if args.no_mesh else f"mesh.{args.format}", "views": args.views,
-            "video": args.video_frames if args.video else 0}
+            "video": args.video_frames if args.video else 0,
+            "splat": args.splat_resolution if args.splat else 0}
 
 
 def is_done(folder: Path, args: argparse.Namespace) -> bool:
@@ -154,7 +160,8 @@ def is_done(folder: Path, args: argparse.Namespace) -> bool:
         return False
     want = _wanted(args)
     return (isinstance(done, dict) and (want["mesh"] is None or done.get("mesh") == want["mesh"])
-            and done.get("views", 0) >= want["views"] and (not want["video"] or done.get("video") == want["video"]))
+            and done.get("views", 0) >= want["views"] and (not want["video"] or done.get("video") == want["video"])
+            and (not want["splat"] or done.get("splat") == want["splat"]))
 
 
 def check_writable(folder: Path) -> None:
@@ -171,6 +178,7 @@ def _validate(args: argparse.Namespace) -> None:
     checks = [
         (args.mesh_resolution is None or 8 <= args.mesh_resolution <= 2048, "--mesh-resolution must be in [8, 2048]"),
         (args.views >= 0, "--views must be >= 0"),
+        (8 <= args.splat_resolution <= 1024, "--splat-resolution must be in [8, 1024]"),
         (args.video_frames >= 1, "--video-frames must be >= 1"),
         (args.texture_resolution >= 64, "--texture-resolution must be >= 64"),
         (args.foreground_ratio is None or 0 < args.foreground_ratio <= 1, "--foreground-ratio must be in (0, 1]"),
@@ -341,6 +349,12 @@ def write_outputs(rec, result, folder: Path, args: argparse.Namespace) -> dict[s
         t = time.perf_counter()
         result.save_mesh(folder / f"mesh.{args.format}")
         timings["export"] = time.perf_counter() - t
+    if args.splat:
+        from lrm.splat import write_splat_ply
+
+        t = time.perf_counter()
+        write_splat_ply(rec.splats(result.planes, args.splat_resolution), folder / "splat.ply", result.frame)
+        timings["splat"] = time.perf_counter() - t
     if args.views:
         t = time.perf_counter()
         c2w, intr = rec.orbit(args.views)

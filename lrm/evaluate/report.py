@@ -7,11 +7,12 @@ whose mesh is empty on some objects shows fewer geometry entries, never a zero.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import trimesh
+
+from lrm.fileio import write_atomic
 
 FORMAT = "lrm-eval-1"
 # (key, column title, higher is better) in display order
@@ -27,11 +28,6 @@ METRICS = [
 ]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def metric_keys(entries: list[dict]) -> list[str]:
@@ -62,7 +58,7 @@ def write_metrics(out_dir: Path, header: dict, entries: list[dict]) -> dict:
     mean, count = summarise(entries)
     result = {"format": FORMAT, "lrm_version": __version__, **header, "mean": mean, "count": count,
               "objects": entries}
-    atomic_write(out_dir / "metrics.json", (json.dumps(result, indent=1) + "\n").encode())
+    write_atomic(out_dir / "metrics.json", (json.dumps(result, indent=1) + "\n").encode())
     return result
 
 
@@ -123,7 +119,7 @@ def write_summary(out_dir: Path, result: dict) -> str:
     if errors:
         lines += ["## Notes\n", "\n".join(errors) + "\n"]
     text = "\n".join(s for s in lines if s)
-    atomic_write(out_dir / "summary.md", text.encode())
+    write_atomic(out_dir / "summary.md", text.encode())
     return text
 
 
@@ -144,4 +140,4 @@ def _control(mean: dict) -> list[str]:
 
 def write_mesh(mesh: trimesh.Trimesh, path: Path) -> None:
     """PLY with vertex colours, written atomically."""
-    atomic_write(path, mesh.export(file_type="ply"))
+    write_atomic(path, mesh.export(file_type="ply"))

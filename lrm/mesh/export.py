@@ -17,12 +17,12 @@ PLY has no textures: it gets vertex colours (sampled from the texture if needed)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from lrm.errors import LRMError
+from lrm.fileio import write_atomic
 from lrm.mesh.types import Mesh, vertex_colors_u8
 
 FORMATS = (".glb", ".obj", ".ply")
@@ -43,7 +43,7 @@ def export_mesh(mesh: Mesh, path: str | Path, frame=None) -> Path:
     if suffix == ".ply":
         colors = mesh.colors if mesh.colors is not None or not mesh.textured else sample_texture(mesh, mesh.uv)
         tm = _trimesh(vertices, mesh.faces, colors)
-        _write_atomic(path, tm.export(file_type="ply"))
+        write_atomic(path, tm.export(file_type="ply"))
     elif suffix == ".glb":
         # glTF defines COLOR_0 as linear (our colours are sRGB, as rendered) and a mesh without a
         # material as metallic 1: viewers showed dark brown as pale lilac. Linear colours + a matte
@@ -51,7 +51,7 @@ def export_mesh(mesh: Mesh, path: str | Path, frame=None) -> Path:
         linear = None if mesh.colors is None else srgb_to_linear(np.clip(mesh.colors, 0.0, 1.0))
         tm = _trimesh(vertices, mesh.faces, linear, mesh, name=path.stem)
         data = tm.export(file_type="glb", include_normals=True)
-        _write_atomic(path, data if mesh.textured else _with_matte_material(data, path.stem))
+        write_atomic(path, data if mesh.textured else _with_matte_material(data, path.stem))
     else:
         from trimesh.exchange.obj import export_obj
 
@@ -60,10 +60,10 @@ def export_mesh(mesh: Mesh, path: str | Path, frame=None) -> Path:
             text, files = export_obj(tm, include_normals=True, include_texture=True, return_texture=True,
                                      mtl_name=f"{path.stem}.mtl")
             for name, data in files.items():  # the texture and material first, the OBJ last
-                _write_atomic(path.with_name(name), data)
+                write_atomic(path.with_name(name), data)
         else:
             text = export_obj(tm, include_normals=True, include_texture=False, include_color=mesh.colors is not None)
-        _write_atomic(path, text.encode())
+        write_atomic(path, text.encode())
     return path
 
 
@@ -145,15 +145,3 @@ def _with_matte_material(glb: bytes, name: str) -> bytes:
     return struct.pack("<III", magic, version, 12 + len(body)) + body
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
