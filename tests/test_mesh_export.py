@@ -108,13 +108,15 @@ def test_bad_suffix_and_empty_mesh_are_user_errors(ball, tmp_path):
 
 
 def test_failed_write_keeps_the_previous_file(ball, tmp_path, monkeypatch):
+    from lrm import fileio
+
     path = tmp_path / "m.glb"
     path.write_bytes(b"previous")
 
     def broken_fsync(fd):  # the temporary file exists and holds part of the data
         raise OSError("disk full")
 
-    monkeypatch.setattr(export_module.os, "fsync", broken_fsync)
+    monkeypatch.setattr(fileio.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         export_mesh(ball, path)
     assert path.read_bytes() == b"previous"
