@@ -10,7 +10,6 @@ import trimesh
 
 from lrm.cameras import world_to_view_frame
 from lrm.errors import LRMError
-from lrm.mesh import export as export_module
 from lrm.mesh.export import export_mesh
 from lrm.mesh.extract import extract_mesh
 from lrm.mesh.export import linear_to_srgb, srgb_to_linear
