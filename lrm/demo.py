@@ -1,4 +1,4 @@
-"""A local web demo (Gradio): upload a photo, get a mesh viewer, a GLB/OBJ download and a turntable.
+"""A local web demo (Gradio): upload a photo, get a mesh viewer, GLB/OBJ/splat downloads and a turntable.
 
 `lrm demo [--model NAME] [--port 7860]`. The work is done by `DemoSession.predict`, which uses
 the same `Reconstructor` as the CLI and is tested without Gradio; `build_ui` only wires widgets.
@@ -22,6 +22,7 @@ class DemoResult:
     preview: np.ndarray  # [S, S, 3] float, what the model saw
     glb: Path  # mesh for the 3D viewer (viewer frame)
     obj: Path  # the same mesh as OBJ
+    splat: Path | None  # Gaussian splats (INRIA .ply), None when the field has no opaque voxel
     video: Path | None  # turntable (mp4, or gif without ffmpeg)
     message: str  # per-stage timings, or the reason a stage failed
 
@@ -42,6 +43,7 @@ class DemoSession:
         video_frames: int = 30,
     ) -> DemoResult:
         """image: [H, W, 3|4] uint8 -> outputs written under a fresh folder of `workdir`."""
+        from lrm.splat import write_splat_ply
         from lrm.video import write_video
 
         if image is None:
@@ -56,6 +58,12 @@ class DemoSession:
         glb, obj = result.save_mesh(out / "mesh.glb"), result.save_mesh(out / "mesh.obj")
         video = None
         timings = dict(result.timings)
+        t = time.perf_counter()
+        try:
+            splat = write_splat_ply(self.rec.splats(result.planes, 96), out / "splat.ply", result.frame)
+            timings["splat"] = time.perf_counter() - t
+        except LRMError:  # nothing opaque enough to splat: the mesh and video still come
+            splat = None
         if video_frames > 0:
             t = time.perf_counter()
             c2w, intr = self.rec.orbit(video_frames)
@@ -63,7 +71,7 @@ class DemoSession:
             video = write_video(frames, out / "turntable.mp4", fps=min(30, video_frames))
             timings["video"] = time.perf_counter() - t
         message = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
-        return DemoResult(result.image, glb, obj, video, message)
+        return DemoResult(result.image, glb, obj, splat, video, message)
 
 
 def build_ui(session: DemoSession):
@@ -78,7 +86,8 @@ def build_ui(session: DemoSession):
             r = session.predict(image, remove_bg, ratio, int(resolution), texture, int(frames))
         except LRMError as exc:
             raise gr.Error(str(exc)) from None
-        return r.preview, str(r.glb), [str(r.glb), str(r.obj)], str(r.video) if r.video else None, r.message
+        files = [str(r.glb), str(r.obj)] + ([str(r.splat)] if r.splat else [])
+        return r.preview, str(r.glb), files, str(r.video) if r.video else None, r.message
 
     from lrm.device import precision_name
 

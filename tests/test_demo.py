@@ -94,3 +94,18 @@ def test_oversize_upload_is_refused_and_the_server_keeps_serving(session, tmp_pa
         assert ok[4].startswith("preprocess")
     finally:
         ui.close()
+
+
+def test_bundled_model_gives_splats_to_download(tmp_path):
+    """With the bundled model on a bundled example the page offers GLB, OBJ and a splat .ply."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from lrm.splat import read_splat_ply
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "garbage_can.png"
+    session = DemoSession(Reconstructor("default", device="cpu", dtype="fp32"), tmp_path)
+    result = session.predict(np.asarray(Image.open(example)), remove_bg=False, mesh_resolution=48, video_frames=0)
+    assert result.splat is not None and len(read_splat_ply(result.splat)["x"]) > 100
+    assert "splat" in result.message
