@@ -167,9 +167,10 @@ def pad_square(rgba: np.ndarray) -> np.ndarray:
 
 
 def composite(rgba: np.ndarray, background: float) -> np.ndarray:
-    """rgba: [H, W, 4] -> rgb [H, W, 3] over a grey background."""
-    a = rgba[..., 3:4]
-    return rgba[..., :3] * a + background * (1 - a)
+    """rgba: [..., 4], float in [0, 1] or uint8 -> rgb [..., 3] (float) over a grey background."""
+    x = rgba.astype(np.float32) / 255.0 if rgba.dtype == np.uint8 else rgba
+    a = x[..., 3:4]
+    return x[..., :3] * a + background * (1 - a)
 
 
 def resize(rgb: np.ndarray, size: int) -> np.ndarray:

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from lrm.evaluate.image_metrics import composite, load_lpips, psnr, ssim
+from lrm.evaluate.image_metrics import load_lpips, psnr, ssim
+from lrm.preprocess import composite
 
 
 def test_psnr_hand_computed():
@@ -43,7 +44,7 @@ def test_ssim_matches_skimage():
 
 def test_composite_over_background():
     rgba = np.array([[[255, 0, 0, 255], [0, 0, 0, 0], [0, 255, 0, 51]]], np.uint8)
-    out = composite(rgba, background=1.0)
+    out = composite(rgba, 1.0)  # uint8 in, float out
     np.testing.assert_allclose(out[0, 0], [1, 0, 0])
     np.testing.assert_allclose(out[0, 1], [1, 1, 1])
     np.testing.assert_allclose(out[0, 2], [0.8, 1.0, 0.8], atol=1e-6)

@@ -21,12 +21,6 @@ import numpy as np
 import torch
 
 
-def composite(rgba: np.ndarray, background: float = 1.0) -> np.ndarray:
-    """rgba: [..., 4] uint8 -> [..., 3] float32 in [0, 1] over a grey `background`."""
-    x = rgba.astype(np.float32) / 255.0
-    return x[..., :3] * x[..., 3:] + background * (1.0 - x[..., 3:])
-
-
 def _views(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     return t[None] if t.ndim == 3 else t  # [V, H, W, 3]

@@ -20,9 +20,10 @@ from lrm.errors import LRMError
 from lrm.evaluate import report, sheet
 from lrm.evaluate.align import align_meshes, transformed
 from lrm.evaluate.geometry import THRESHOLDS, geometry_metrics
-from lrm.evaluate.image_metrics import composite, load_lpips, psnr, ssim
+from lrm.evaluate.image_metrics import load_lpips, psnr, ssim
 from lrm.evaluate.predictors import Prediction, to_model_frame
 from lrm.evaluate.raster import rasterize
+from lrm.preprocess import composite
 from lrm.video import to_uint8
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageDraw, ImageFont
 
-from lrm.evaluate.image_metrics import composite
+from lrm.preprocess import composite
 from lrm.evaluate.raster import rasterize
 from lrm.evaluate.report import fmt
 from lrm.video import save_png, to_uint8
