@@ -229,13 +229,21 @@ class Reconstructor:
         t = time.perf_counter()
         planes = self.encode(rgb, source_distance)
         timings["encode"] = time.perf_counter() - t
+        return self._with_mesh(planes, rgb, self.inference.front_azimuth, timings, mesh, mesh_resolution,
+                               mesh_threshold, texture, texture_resolution)
+
+    def _with_mesh(self, planes: torch.Tensor, image: np.ndarray, azimuth: float, timings: dict[str, float],
+                   mesh: bool, resolution: int | None, threshold: float | None, texture: bool,
+                   texture_resolution: int) -> Reconstruction:
+        """The mesh stage shared by one and several views; `azimuth` of the input camera sets the
+        output frame."""
         out_mesh = None
         if mesh:
             t = time.perf_counter()
-            out_mesh = self.extract_mesh(planes, mesh_resolution, mesh_threshold, texture, texture_resolution)
+            out_mesh = self.extract_mesh(planes, resolution, threshold, texture, texture_resolution)
             timings["mesh"] = time.perf_counter() - t
-        frame = cameras.world_to_view_frame(self.inference.front_azimuth).numpy()
-        return Reconstruction(planes, rgb, out_mesh, frame, timings)
+        frame = cameras.world_to_view_frame(azimuth).numpy()
+        return Reconstruction(planes, image, out_mesh, frame, timings)
 
     def reconstruct_views(
         self,
@@ -265,13 +273,7 @@ class Reconstructor:
         with self._amp():
             planes = self.model(x, cameras16[None].to(self.device)).float()
         timings["encode"] = time.perf_counter() - t
-        out_mesh = None
-        if mesh:
-            t = time.perf_counter()
-            out_mesh = self.extract_mesh(planes, mesh_resolution, mesh_threshold, texture, texture_resolution)
-            timings["mesh"] = time.perf_counter() - t
         pos = cameras16[0, [3, 7, 11]]
         azimuth = math.degrees(math.atan2(float(pos[1]), float(pos[0])))
-        frame = cameras.world_to_view_frame(azimuth).numpy()
-        return Reconstruction(planes, rgbs[0], out_mesh, frame, timings)
-
+        return self._with_mesh(planes, rgbs[0], azimuth, timings, mesh, mesh_resolution, mesh_threshold, texture,
+                               texture_resolution)
