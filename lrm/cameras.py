@@ -110,3 +110,21 @@ def zero123pp_cameras(radius: float = 4.0) -> torch.Tensor:
     pos = torch.cat([orbit_positions(torch.tensor([a]), e, radius)
                      for a, e in zip(ZERO123PP_AZIMUTHS, ZERO123PP_ELEVATIONS)])
     return camera_vector(look_at(pos), intrinsics(fov_to_focal(ZERO123PP_FOV), 6))
+
+
+def project(points: torch.Tensor, c2w: torch.Tensor, intr: torch.Tensor, eps: float = 1e-9
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pinhole projection of world points into normalised image coordinates (x right, y down,
+    [0, 1] across the image), in the points' dtype.
+
+    points: [..., N, 3]; c2w: [..., 3, 4] (or 4 x 4) OpenGL camera-to-world; intr: [..., 4]
+    (fx, fy, cx, cy) -> xy [..., N, 2], depth [..., N] along the viewing direction. Points with
+    depth <= eps are projected as if at depth eps; callers decide what that means."""
+    rot, origin = c2w[..., :3, :3], c2w[..., :3, 3]
+    cam = ((points - origin[..., None, :]).unsqueeze(-2) @ rot[..., None, :, :]).squeeze(-2)  # R^T (X - t)
+    depth = -cam[..., 2]  # OpenGL cameras look along -z
+    z = depth.clamp(min=eps)
+    k = intr[..., None, :]
+    x = k[..., 0] * cam[..., 0] / z + k[..., 2]
+    y = k[..., 3] - k[..., 1] * cam[..., 1] / z
+    return torch.stack([x, y], dim=-1), depth

@@ -8,20 +8,19 @@ lrm.render.rays.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from lrm import cameras
 
 MAX_FRAGMENTS = 2_000_000  # candidate pixels processed per batch
 
 
 def _project(vertices: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray, size: int):
     """-> pixel coords [N, 2] (column, row; continuous, centres at integers) and depth [N]."""
-    rot, pos = c2w[:3, :3], c2w[:3, 3]
-    cam = (vertices - pos) @ rot  # world -> camera (OpenGL: looking along -z)
-    depth = -cam[:, 2]
-    z = np.where(depth > 1e-9, depth, 1e-9)
-    fx, fy, cx, cy = intrinsics
-    col = (fx * cam[:, 0] / z + cx) * size - 0.5
-    row = (cy - fy * cam[:, 1] / z) * size - 0.5
-    return np.stack([col, row], -1), depth
+    xy, depth = cameras.project(torch.from_numpy(np.asarray(vertices, np.float64)),
+                                torch.from_numpy(np.asarray(c2w, np.float64)),
+                                torch.from_numpy(np.asarray(intrinsics, np.float64)))
+    return xy.numpy() * size - 0.5, depth.numpy()
 
 
 def _fragments(uv: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: int):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from lrm import cameras
 from lrm.configs import require
 from lrm.model.triplane import AxisPairs
 
@@ -57,23 +58,16 @@ def texel_points(res: int, samples: int, axes: AxisPairs, radius: float) -> torc
     return out * radius
 
 
-def project(points: torch.Tensor, cameras16: torch.Tensor) -> torch.Tensor:
-    """Normalised image coordinates in grid_sample's [-1, 1] (x right, y down) of world points.
+def lift_grid(points: torch.Tensor, cameras16: torch.Tensor) -> torch.Tensor:
+    """grid_sample coordinates ([-1, 1], x right, y down) of world points in each input view.
 
     points: [N, 3]; cameras16: [B, 16] (OpenGL 3x4 c2w row-major, fx, fy, cx, cy normalised)
     -> [B, N, 2]; points on or behind the camera plane map to 2 (outside: zero features)
     """
     c2w = cameras16[:, :12].reshape(-1, 3, 4).float()
-    rot, origin = c2w[:, :, :3], c2w[:, :, 3]
-    cam = torch.einsum("bji,bnj->bni", rot, points[None].float() - origin[:, None, :])  # R^T (X - t)
-    depth = -cam[..., 2]  # OpenGL cameras look along -z
-    ok = depth > 1e-6
-    safe = torch.where(ok, depth, torch.ones_like(depth))
-    k = cameras16[:, 12:].float()
-    x = k[:, None, 0] * cam[..., 0] / safe + k[:, None, 2]
-    y = k[:, None, 1] * -cam[..., 1] / safe + k[:, None, 3]
-    grid = torch.stack([x, y], dim=-1) * 2 - 1
-    return torch.where(ok[..., None], grid, torch.full_like(grid, 2.0))
+    xy, depth = cameras.project(points[None].float(), c2w, cameras16[:, 12:].float(), eps=1e-6)
+    grid = xy * 2 - 1
+    return torch.where((depth > 1e-6)[..., None], grid, torch.full_like(grid, 2.0))
 
 
 class ImageLift(nn.Module):
@@ -92,7 +86,7 @@ class ImageLift(nn.Module):
         assert side * side == tokens.shape[1] - 1, f"expected a square patch grid, got {tokens.shape}"
         fmap = rearrange(tokens[:, 1:], "b (h w) e -> b e h w", h=side, w=side)
         pts = texel_points(res, k, self.axes, self.radius).to(images.device)
-        grid = project(pts.reshape(-1, 3), cameras16).reshape(b, 3 * k, res * res, 2)
+        grid = lift_grid(pts.reshape(-1, 3), cameras16).reshape(b, 3 * k, res * res, 2)
         read = lambda m: F.grid_sample(m, grid.to(m.dtype), mode="bilinear", padding_mode="zeros",  # noqa: E731
                                        align_corners=False)  # [B, F, 3K, res²]
         feats = torch.cat([read(fmap), read(images.to(fmap.dtype))], dim=1)
