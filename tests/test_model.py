@@ -16,23 +16,30 @@ def test_forward_shapes_and_determinism(tiny_model):
     with torch.no_grad():
         a, b = tiny_model(x), tiny_model(x)
     assert a.shape == (2, 3, 32, 32, 32)
-    assert torch.equal(a, b)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)  # no dropout or noise at inference (to a tolerance: kernels may depend on alignment)
     c2w = cameras.orbit_cameras(2, 2.0, 20.0, -90.0)[None].expand(2, 2, 4, 4)
     k = cameras.intrinsics(0.75, 2)[None].expand(2, 2, 4)
     with torch.no_grad():
         r1 = tiny_model.render(a, c2w, k, 8)
         r2 = tiny_model.render(a, c2w, k, 8)
     assert r1["rgb"].shape == (2, 2, 3, 8, 8) and r1["opacity"].shape == (2, 2, 1, 8, 8)
-    assert torch.equal(r1["rgb"], r2["rgb"])  # no jitter unless a generator is given
+    torch.testing.assert_close(r1["rgb"], r2["rgb"], atol=1e-6, rtol=0)  # no jitter unless a generator is given
 
 
 def test_save_load_roundtrip(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path)
     loaded = load_model(str(tmp_path))
     assert loaded.cfg == tiny_model.cfg
+    # The round trip is exact in the weights: every tensor bitwise equal.
+    ours, theirs = tiny_model.state_dict(), loaded.state_dict()
+    assert ours.keys() == theirs.keys()
+    for name, value in ours.items():
+        assert torch.equal(theirs[name], value), name
+    # Outputs are compared with a tolerance, not bitwise: a matmul kernel may take a different
+    # path (and summation order) for differently aligned buffers, e.g. on AVX2-only CPUs (issue 10).
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
-        assert torch.equal(loaded(x), tiny_model(x))
+        torch.testing.assert_close(loaded(x), tiny_model(x), atol=1e-5, rtol=1e-5)
 
 
 def test_fp16_save_loads_close(tiny_model, tmp_path):

@@ -73,7 +73,8 @@ def test_meta_and_hf_layouts_give_the_same_encoder(tmp_path):
     assert torch.equal(sa["blocks.0.attn.out.bias"], meta["blocks.0.attn.proj.bias"])
     assert torch.equal(sa["register_tokens"], meta["register_tokens"])
     x = torch.rand(1, 3, 28, 28)
-    assert torch.equal(a.encoder(x), b.encoder(x))
+    with torch.no_grad():  # same weights; outputs to a tolerance (kernels may depend on buffer alignment)
+        torch.testing.assert_close(a.encoder(x), b.encoder(x), atol=1e-6, rtol=1e-6)
 
 
 def test_mismatched_or_missing_weights_are_errors(tmp_path):
