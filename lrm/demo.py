@@ -6,6 +6,7 @@ the same `Reconstructor` as the CLI and is tested without Gradio; `build_ui` onl
 
 from __future__ import annotations
 
+import io
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from lrm.pipeline import Reconstructor
 class DemoResult:
     preview: np.ndarray  # [S, S, 3] float, what the model saw
     glb: Path  # mesh for the 3D viewer (viewer frame)
-    obj: Path  # the same mesh as OBJ
+    obj: Path  # the same mesh as OBJ, zipped with its .mtl and texture .png when textured (mesh.obj.zip)
     splat: Path | None  # Gaussian splats (INRIA .ply), None when the field has no opaque voxel
     video: Path | None  # turntable (mp4, or gif without ffmpeg)
     message: str  # per-stage timings, or the reason a stage failed
@@ -55,7 +56,7 @@ class DemoSession:
             self.rec.inference.foreground_ratio = foreground_ratio
         result = self.rec.reconstruct(image, remove_bg=remove_bg, mesh_resolution=mesh_resolution,
                                       texture=texture)
-        glb, obj = result.save_mesh(out / "mesh.glb"), result.save_mesh(out / "mesh.obj")
+        glb, obj = result.save_mesh(out / "mesh.glb"), _zipped_obj(result.save_mesh(out / "mesh.obj"))
         video = None
         timings = dict(result.timings)
         t = time.perf_counter()
@@ -72,6 +73,23 @@ class DemoSession:
             timings["video"] = time.perf_counter() - t
         message = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
         return DemoResult(result.image, glb, obj, splat, video, message)
+
+
+def _zipped_obj(obj: Path) -> Path:
+    """obj: a written OBJ -> `<obj>.zip` holding it and the .mtl and .png it names (a textured OBJ
+    is three files; one download must carry all three). Deflate also shrinks the text ~3x."""
+    import zipfile
+
+    from lrm.fileio import write_atomic
+
+    names = [obj.name] + [p.name for p in (obj.with_suffix(".mtl"), obj.with_suffix(".png")) if p.is_file()]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in names:
+            z.write(obj.parent / name, arcname=name)
+    out = obj.with_name(obj.name + ".zip")
+    write_atomic(out, buf.getvalue())
+    return out
 
 
 def build_ui(session: DemoSession):

@@ -60,7 +60,9 @@ def test_reconstruct_end_to_end(tmp_path, model_dir, rgba_image, tiny_model, cap
     got = trimesh.load(folder / "mesh.glb", process=False, force="mesh")
     assert len(got.faces) == len(want.mesh.faces) > 0
     frame = world_to_view_frame(rec.inference.front_azimuth).numpy()
-    np.testing.assert_allclose(got.vertices, want.mesh.vertices @ frame.T, atol=1e-5)
+    # 1e-4 is 1/600 of a grid cell: the CLI may run on another thread count, so float sums differ
+    # by ~1e-7 and a vertex on an edge where the field is nearly flat moves by up to ~2e-5
+    np.testing.assert_allclose(got.vertices, want.mesh.vertices @ frame.T, atol=1e-4)
     seen = np.asarray(Image.open(folder / "input.png").convert("RGB"), np.float32) / 255
     assert np.abs(seen - want.image).max() <= 1 / 255 + 1e-6  # "what the model saw", 8-bit
     views = rec.render_views(want.planes, *rec.orbit(2))["rgb"]

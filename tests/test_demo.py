@@ -1,6 +1,8 @@
 """The web demo: its work function (no Gradio needed), the UI, and a real server on 127.0.0.1 driven
 through gradio_client (20 concurrent jobs, an oversize upload). Gradio is in the test extra."""
 
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -23,10 +25,25 @@ def test_predict_writes_mesh_and_video(session):
     image = np.zeros((64, 64, 4), np.uint8)
     image[16:48, 20:44] = [30, 200, 40, 255]
     result = session.predict(image, remove_bg=True, mesh_resolution=32, video_frames=3)
-    assert result.glb.is_file() and result.obj.is_file()
+    assert result.glb.is_file() and result.obj.name == "mesh.obj.zip"
+    with zipfile.ZipFile(result.obj) as z:  # untextured: the OBJ alone, with its vertex colours
+        assert z.namelist() == ["mesh.obj"]
+        assert z.read("mesh.obj") == (result.obj.parent / "mesh.obj").read_bytes()
     assert result.video is not None and result.video.is_file()
     assert result.preview.shape == (128, 128, 3)
     assert "encode" in result.message and "video" in result.message
+
+
+def test_textured_obj_download_carries_its_material_and_texture(session):
+    """A textured OBJ is three files (.obj -> mtllib .mtl -> map_Kd .png); the download zips all three."""
+    image = np.zeros((64, 64, 4), np.uint8)
+    image[16:48, 20:44] = [30, 200, 40, 255]
+    result = session.predict(image, remove_bg=True, mesh_resolution=32, texture=True, video_frames=0)
+    with zipfile.ZipFile(result.obj) as z:
+        assert sorted(z.namelist()) == ["mesh.mtl", "mesh.obj", "mesh.png"]
+        obj, mtl = z.read("mesh.obj").decode(), z.read("mesh.mtl").decode()
+        assert "mtllib mesh.mtl" in obj and "map_Kd mesh.png" in mtl
+        assert z.read("mesh.png")[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_predict_without_image_is_a_clear_error(session):

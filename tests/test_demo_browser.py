@@ -52,11 +52,24 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def test_upload_reconstruct_and_download_in_a_real_browser(session, tmp_path):
+@pytest.fixture
+def page_session(session, tmp_path):
+    """The test's random tiny model; with LRM_DEMO_SCREENSHOT=PATH the bundled model, and the
+    page's screenshot is kept at PATH (how docs/images/demo.png is made)."""
+    if not os.environ.get("LRM_DEMO_SCREENSHOT"):
+        return session
+    from lrm.demo import DemoSession
+    from lrm.pipeline import Reconstructor
+
+    return DemoSession(Reconstructor("default", device="cpu", dtype="fp32"), tmp_path / "bundled")
+
+
+def test_upload_reconstruct_and_download_in_a_real_browser(page_session, tmp_path):
     """Upload examples/chair_office.png, press reconstruct: the page shows what the model saw,
     the timings, the mesh viewer and GLB + OBJ downloads whose bytes are the session's files."""
     from selenium.webdriver.common.by import By
 
+    session = page_session
     driver = _browser()
     ui, url = _serve(session)
     try:
@@ -84,9 +97,9 @@ def test_upload_reconstruct_and_download_in_a_real_browser(session, tmp_path):
         assert session.counter == 1 and "mesh" in message
         assert "encode" in message and "mesh" in message
         links = _wait(lambda: [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")
-                               if a.get_attribute("href").endswith(("mesh.glb", "mesh.obj", "splat.ply"))], 30,
+                               if a.get_attribute("href").endswith(("mesh.glb", "mesh.obj.zip", "splat.ply"))], 30,
                       "download links")
-        assert {"mesh.glb", "mesh.obj"} <= {h.rsplit("/", 1)[-1] for h in links}
+        assert {"mesh.glb", "mesh.obj.zip"} <= {h.rsplit("/", 1)[-1] for h in links}
         assert driver.find_elements(By.CSS_SELECTOR, "canvas"), "no 3D viewer canvas"
         # the file the page offers is the one the session wrote
         import urllib.request
@@ -101,6 +114,8 @@ def test_upload_reconstruct_and_download_in_a_real_browser(session, tmp_path):
 
         pixels = np.asarray(Image.open(shot).convert("L"), np.float32)
         assert pixels.std() > 5  # a rendered page, not a blank one
+        if os.environ.get("LRM_DEMO_SCREENSHOT"):
+            shutil.copyfile(shot, os.environ["LRM_DEMO_SCREENSHOT"])
         severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not [m for m in severe if "WebGPU" not in m and "favicon" not in m], severe
     finally:
