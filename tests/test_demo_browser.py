@@ -32,7 +32,9 @@ def _browser():
         pytest.skip(f"no browser: missing {', '.join(missing)}")
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1600"):
+    # WebGL through SwiftShader (software), so the 3D viewer draws without a GPU
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--use-angle=swiftshader",
+                "--enable-unsafe-swiftshader", "--window-size=1280,1600"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
@@ -108,9 +110,17 @@ def test_upload_reconstruct_and_download_in_a_real_browser(page_session, tmp_pat
         with urllib.request.urlopen(glb) as r:
             served = r.read()
         assert served[:4] == b"glTF" and served == (session.workdir / "0001" / "mesh.glb").read_bytes()
-        shot = tmp_path / "demo.png"
-        driver.save_screenshot(str(shot))
+        canvas = driver.find_elements(By.CSS_SELECTOR, "canvas")[0]
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", canvas)
+        time.sleep(3)  # the viewer loads the GLB and draws
+        canvas.screenshot(str(tmp_path / "viewer.png"))
         from PIL import Image
+
+        viewer = np.asarray(Image.open(tmp_path / "viewer.png").convert("L"), np.float32)[40:-10, 10:-10]
+        assert (viewer < 200).mean() > 0.02, "the 3D viewer drew no mesh"  # measured 0.28 (tiny model)
+        shot = tmp_path / "demo.png"
+        driver.execute_script("window.scrollTo(0, 0);")
+        driver.save_screenshot(str(shot))
 
         pixels = np.asarray(Image.open(shot).convert("L"), np.float32)
         assert pixels.std() > 5  # a rendered page, not a blank one
