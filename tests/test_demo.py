@@ -21,9 +21,15 @@ def session(tiny_model, tmp_path):
     return DemoSession(rec, tmp_path)
 
 
-def test_predict_writes_mesh_and_video(session):
+def _green_box() -> np.ndarray:
+    """A 64² RGBA photo: an opaque green box on a transparent background."""
     image = np.zeros((64, 64, 4), np.uint8)
     image[16:48, 20:44] = [30, 200, 40, 255]
+    return image
+
+
+def test_predict_writes_mesh_and_video(session):
+    image = _green_box()
     result = session.predict(image, remove_bg=True, mesh_resolution=32, video_frames=3)
     assert result.glb.is_file() and result.obj.name == "mesh.obj.zip"
     with zipfile.ZipFile(result.obj) as z:  # untextured: the OBJ alone, with its vertex colours
@@ -36,8 +42,7 @@ def test_predict_writes_mesh_and_video(session):
 
 def test_textured_obj_download_carries_its_material_and_texture(session):
     """A textured OBJ is three files (.obj -> mtllib .mtl -> map_Kd .png); the download zips all three."""
-    image = np.zeros((64, 64, 4), np.uint8)
-    image[16:48, 20:44] = [30, 200, 40, 255]
+    image = _green_box()
     result = session.predict(image, remove_bg=True, mesh_resolution=32, texture=True, video_frames=0)
     with zipfile.ZipFile(result.obj) as z:
         assert sorted(z.namelist()) == ["mesh.mtl", "mesh.obj", "mesh.png"]
@@ -77,8 +82,7 @@ def test_twenty_concurrent_requests_are_all_served(session, tmp_path):
     from PIL import Image
 
     path = tmp_path / "in.png"
-    image = np.zeros((64, 64, 4), np.uint8)
-    image[16:48, 20:44] = [30, 200, 40, 255]
+    image = _green_box()
     Image.fromarray(image, "RGBA").save(path)
     ui, url = _serve(session)
     try:
@@ -99,8 +103,7 @@ def test_oversize_upload_is_refused_and_the_server_keeps_serving(session, tmp_pa
     big, small = tmp_path / "big.png", tmp_path / "small.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 4), np.uint8), "RGBA").save(big)
     assert big.stat().st_size > 1_000_000
-    image = np.zeros((64, 64, 4), np.uint8)
-    image[16:48, 20:44] = [30, 200, 40, 255]
+    image = _green_box()
     Image.fromarray(image, "RGBA").save(small)
     ui, url = _serve(session, max_upload_mb=1.0)
     try:

@@ -112,12 +112,14 @@ def test_upload_reconstruct_and_download_in_a_real_browser(page_session, tmp_pat
         assert served[:4] == b"glTF" and served == (session.workdir / "0001" / "mesh.glb").read_bytes()
         canvas = driver.find_elements(By.CSS_SELECTOR, "canvas")[0]
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", canvas)
-        time.sleep(3)  # the viewer loads the GLB and draws
-        canvas.screenshot(str(tmp_path / "viewer.png"))
         from PIL import Image
 
-        viewer = np.asarray(Image.open(tmp_path / "viewer.png").convert("L"), np.float32)[40:-10, 10:-10]
-        assert (viewer < 200).mean() > 0.02, "the 3D viewer drew no mesh"  # measured 0.28 (tiny model)
+        def drawn() -> bool:  # the viewer loads the GLB, then draws: > 2 % of it not background
+            canvas.screenshot(str(tmp_path / "viewer.png"))
+            viewer = np.asarray(Image.open(tmp_path / "viewer.png").convert("L"), np.float32)[40:-10, 10:-10]
+            return (viewer < 200).mean() > 0.02  # measured 0.28 (tiny model)
+
+        _wait(drawn, 30, "the 3D viewer to draw the mesh")
         shot = tmp_path / "demo.png"
         driver.execute_script("window.scrollTo(0, 0);")
         driver.save_screenshot(str(shot))
