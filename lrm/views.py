@@ -6,12 +6,18 @@
   scenes) and `frames[*].transform_matrix` (4x4 camera-to-world, OpenGL axes), with the focal
   length from `fl_x`/`fl_y`/`cx`/`cy` and `w`/`h` (per frame or top level) or `camera_angle_x`;
 - `zero123pp:SHEET.png`: the 3 x 2 sheet of 320-px tiles Zero123++ v1.2 generates, with the
-  six fixed cameras of its rig (lrm.cameras.zero123pp_cameras).
+  six fixed cameras of its rig (lrm.cameras.zero123pp_cameras);
+- a COLMAP capture folder: `images/` + a text or binary model in `sparse/0/` (or `sparse/`) and
+  optional `masks/`, read and normalised as `lrm data capture` does (lrm.data.capture): the point
+  the optical axes meet moves to the origin, frame 0 is put at the rig's radius (4, as Zero123++'s)
+  and rotated to the canonical front camera, frames are centre-cropped to squares. COLMAP's
+  world has no known scale or up, so this is the one normalisation such poses get. At most
+  COLMAP_VIEWS frames are used, evenly spaced over the name-sorted frames, the first included.
 
 Views must be square (the model's input is; padding would change the intrinsics) and the world
 is the one the poses are given in: the object should sit inside the model's box ([-1, 1]³, Z up
-for InstantMesh, cameras at about radius 4 with a 30-50 degree field of view). Poses are used
-as given: no recentring, no rescaling.
+for InstantMesh, cameras at about radius 4 with a 30-50 degree field of view). Poses from
+transforms.json are used as given: no recentring, no rescaling.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from lrm import cameras
 from lrm.errors import LRMError
 
 ZERO123PP_PREFIX = "zero123pp:"
+COLMAP_VIEWS = 6  # frames taken from a COLMAP capture (InstantMesh was trained on 6 views)
+COLMAP_RADIUS = 4.0  # distance of a capture's frame 0 from the origin: the Zero123++ rig's radius
+COLMAP_SIZE = 320  # square side the frames are cropped and resized to (a Zero123++ tile)
 
 
 @dataclass
@@ -41,10 +50,13 @@ def read_views(source: str) -> PosedViews:
     if source.startswith(ZERO123PP_PREFIX):
         return _zero123pp(Path(source[len(ZERO123PP_PREFIX):]))
     path = Path(source)
+    if path.is_dir() and not (path / "transforms.json").exists() and (path / "sparse").is_dir():
+        return _colmap(path)
     if path.is_dir():
         path = path / "transforms.json"
     if not path.is_file():
-        raise LRMError(f"{source}: no such transforms.json (or use zero123pp:SHEET.png)")
+        raise LRMError(f"{source}: no such transforms.json, nor a COLMAP capture folder (images/ + sparse/); "
+                       "or use zero123pp:SHEET.png")
     return _transforms(path)
 
 
@@ -65,6 +77,22 @@ def _zero123pp(sheet: Path) -> PosedViews:
     t = w // 2
     tiles = [np.ascontiguousarray(img[r * t:(r + 1) * t, c * t:(c + 1) * t]) for r in range(3) for c in range(2)]
     return PosedViews(sheet.stem, tiles, cameras.zero123pp_cameras())
+
+
+def _colmap(folder: Path) -> PosedViews:
+    import struct
+
+    from PIL import Image
+
+    from lrm.data.capture import load_capture
+
+    try:
+        cap = load_capture(folder, resolution=COLMAP_SIZE, views=COLMAP_VIEWS, distance=COLMAP_RADIUS)
+    except (OSError, ValueError, KeyError, IndexError, struct.error, Image.DecompressionBombError) as exc:
+        raise LRMError(f"{folder}: not a readable COLMAP capture ({type(exc).__name__}: {exc})") from None
+    images = [img.astype(np.float32) / 255 for img in cap.rgba]
+    cams = cameras.camera_vector(torch.from_numpy(cap.c2w), torch.from_numpy(cap.intrinsics))
+    return PosedViews(folder.resolve().name or "views", images, cams)
 
 
 def _number(node: dict, key: str, where: str) -> float | None:

@@ -15,18 +15,8 @@ from lrm.data.raster import GLRenderer, LightConfig, egl_error  # noqa: E402
 
 if egl_error():  # the synthetic capture is rendered: needs moderngl and EGL
     pytest.skip(egl_error(), allow_module_level=True)
+from tests.colmap_helpers import quaternion, rotation, write_colmap_text  # noqa: E402
 from tests.test_data_render import unit_cube  # noqa: E402
-
-
-def rotation(seed: int) -> np.ndarray:
-    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
-    return q * np.sign(np.linalg.det(q))
-
-
-def quaternion(m: np.ndarray) -> list[float]:
-    """Rotation matrix -> (w, x, y, z)."""
-    w = np.sqrt(max(0.0, 1 + np.trace(m))) / 2
-    return [w, (m[2, 1] - m[1, 2]) / (4 * w), (m[0, 2] - m[2, 0]) / (4 * w), (m[1, 0] - m[0, 1]) / (4 * w)]
 
 
 def make_capture(root, frames=10, side=96, pad=16):
@@ -43,20 +33,13 @@ def make_capture(root, frames=10, side=96, pad=16):
     rgba = GLRenderer(side, light=LightConfig(1, 0, 0)).render(cube, c2w.astype(np.float32), intr)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    (root / "sparse" / "0").mkdir(parents=True)
-    w2c = np.linalg.inv(c2w @ np.diag([1.0, -1.0, -1.0, 1.0]))  # OpenGL -> OpenCV, then invert
-    lines = []
+    names = [f"{i:03d}.jpg" for i in range(frames)]
     for i in range(frames):
         img = np.zeros((side, side + 2 * pad, 4), np.uint8)
         img[:, pad:pad + side] = rgba[i]
-        Image.fromarray(img[..., :3]).save(root / "images" / f"{i:03d}.jpg", quality=95)
+        Image.fromarray(img[..., :3]).save(root / "images" / names[i], quality=95)
         Image.fromarray(img[..., 3]).save(root / "masks" / f"{i:03d}.png")
-        q, t = quaternion(w2c[i, :3, :3]), w2c[i, :3, 3]
-        lines += [f"{i + 1} {' '.join(map(str, q))} {' '.join(map(str, t))} 1 {i:03d}.jpg", ""]
-    f = 0.75 * side
-    (root / "sparse" / "0" / "cameras.txt").write_text(
-        f"# cameras\n1 PINHOLE {side + 2 * pad} {side} {f} {f} {side / 2 + pad} {side / 2}\n")
-    (root / "sparse" / "0" / "images.txt").write_text("# images\n" + "\n".join(lines) + "\n")
+    w2c = write_colmap_text(root / "sparse" / "0", c2w, names, side + 2 * pad, side, 0.75 * side, side / 2 + pad, side / 2)
     return rgba, w2c
 
 

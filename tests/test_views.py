@@ -14,6 +14,7 @@ from lrm.cli.main import main
 from lrm.errors import LRMError
 from lrm.views import read_views
 from test_cli import _assert_one_line_error
+from tests.colmap_helpers import rotation, write_colmap_text
 from test_weights_instantmesh import small_cfg
 
 
@@ -63,6 +64,62 @@ def test_transforms_json_poses_and_focal(tmp_path):
     write_scene(tmp_path / "px", n=1, fl_x=80.0, cx=30.0, w=64, h=64)
     cam = read_views(str(tmp_path / "px" / "transforms.json")).cameras16[0, 12:]
     torch.testing.assert_close(cam, torch.tensor([80 / 64, 80 / 64, 30 / 64, 0.5]))
+
+
+def write_colmap_capture(folder, n=8, radius=10.0, width=128, height=96, f=100.0):
+    """A COLMAP text capture: n cameras on a ring of `radius` around (3, -1, 5) in a rotated world,
+    all looking at that point; frame i is a 128 x 96 image whose centre square has grey 20 * i and
+    whose 16-px side strips are red. -> the OpenGL c2w [n, 4, 4] written."""
+    az = np.radians(np.linspace(-90, 170, n))
+    ring = np.stack([radius * np.cos(az), radius * np.sin(az), np.full(n, 2.0)], 1)
+    world = np.eye(4)
+    world[:3, :3], world[:3, 3] = rotation(5), [3.0, -1.0, 5.0]
+    c2w = world @ cameras.look_at(torch.from_numpy(ring).float()).double().numpy()
+    (folder / "images").mkdir(parents=True)
+    names = [f"f{i:02d}.png" for i in range(n)]
+    for i, name in enumerate(names):
+        img = np.full((height, width, 3), 20 * i, np.uint8)
+        img[:, :16], img[:, -16:] = [255, 0, 0], [255, 0, 0]
+        Image.fromarray(img).save(folder / "images" / name)
+    write_colmap_text(folder / "sparse" / "0", c2w, names, width, height, f, width / 2, height / 2)
+    return c2w
+
+
+def test_colmap_capture_views(tmp_path):
+    """A COLMAP folder gives 6 of its 8 frames (evenly spaced, the first kept), normalised as `lrm
+    data capture` does: frame 0 at the rig's radius 4 as the canonical front camera, every camera
+    still on one ring around the origin, relative poses kept, squares cropped from the centre."""
+    c2w = write_colmap_capture(tmp_path / "cap")
+    views = read_views(str(tmp_path / "cap"))
+    assert views.name == "cap" and len(views.images) == 6
+    picked = [0, 1, 3, 4, 6, 7]  # round(linspace(0, 7, 6))
+    assert [round(float(v[160, 160, 0]) * 255 / 20) for v in views.images] == picked  # grey 20 * i
+    assert all(v.shape == (320, 320, 4) for v in views.images)
+    assert all(float(np.abs(v[..., 0] - v[..., 1]).max()) < 0.02 for v in views.images)  # red strips cropped off
+    got = torch.zeros(6, 4, 4, dtype=torch.float64)
+    got[:, :3, :4] = views.cameras16[:, :12].reshape(6, 3, 4).double()
+    got[:, 3, 3] = 1
+    torch.testing.assert_close(got[0], cameras.canonical_c2w(4.0).double(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[:, :3, 3].norm(dim=1), torch.full((6,), 4.0, dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    given = torch.from_numpy(c2w[picked])
+    rel_given = torch.linalg.inv(given[:1]) @ given  # poses relative to frame 0, in the capture's units
+    rel_got = torch.linalg.inv(got[:1]) @ got
+    torch.testing.assert_close(rel_got[:, :3, :3], rel_given[:, :3, :3], atol=1e-5, rtol=0)
+    scale = math.hypot(10.0, 2.0) / 4  # capture distance of every camera from the ring's centre / rig radius
+    torch.testing.assert_close(rel_got[:, :3, 3] * scale, rel_given[:, :3, 3], atol=1e-4, rtol=0)
+    # the 96 x 96 centre square of a 128 x 96 frame: fx = 100 / 96, principal point in the middle
+    torch.testing.assert_close(views.cameras16[:, 12:], torch.tensor([[100 / 96, 100 / 96, 0.5, 0.5]] * 6))
+
+
+def test_broken_colmap_capture_is_a_one_line_error(tmp_path, capsys):
+    write_colmap_capture(tmp_path / "cap", n=3)
+    (tmp_path / "cap" / "images" / "f01.png").unlink()
+    with pytest.raises(LRMError, match="not a readable COLMAP capture"):
+        read_views(str(tmp_path / "cap"))
+    (tmp_path / "cap" / "sparse" / "0" / "cameras.txt").write_text("1 PINHOLE 128 wide\n")
+    code = main(["reconstruct", "--views-from", str(tmp_path / "cap"), "-o", str(tmp_path / "out")])
+    _assert_one_line_error(code, capsys.readouterr().err, "COLMAP")
 
 
 @pytest.mark.parametrize("edit, fragment", [

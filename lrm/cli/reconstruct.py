@@ -25,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders of images")
     p.add_argument("--views-from", default=None, metavar="SOURCE",
                    help="one object from several posed views instead of IMAGEs: a NeRF/instant-ngp "
-                        "transforms.json (or its folder), or zero123pp:SHEET.png (Zero123++ v1.2's 3 x 2 "
-                        "sheet); needs a model that takes several views (instant-nerf-base/-large)")
+                        "transforms.json (or its folder), a COLMAP capture folder (images/ + sparse/0; 6 "
+                        "frames, normalised as by `lrm data capture`), or zero123pp:SHEET.png (Zero123++ "
+                        "v1.2's 3 x 2 sheet); needs a model that takes several views (instant-nerf-base/-large)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder (created)")
     p.add_argument("--model", default="default",
                    help="bundled 'default', an alias (openlrm-mix-base, triposr, ...), a hub id or a "
