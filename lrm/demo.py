@@ -44,6 +44,7 @@ class DemoSession:
         video_frames: int = 30,
     ) -> DemoResult:
         """image: [H, W, 3|4] uint8 -> outputs written under a fresh folder of `workdir`."""
+        from lrm.mesh.export import export_mesh_files
         from lrm.splat import write_splat_ply
         from lrm.video import write_video
 
@@ -56,7 +57,8 @@ class DemoSession:
             self.rec.inference.foreground_ratio = foreground_ratio
         result = self.rec.reconstruct(image, remove_bg=remove_bg, mesh_resolution=mesh_resolution,
                                       texture=texture)
-        glb, obj = result.save_mesh(out / "mesh.glb"), _zipped_obj(result.save_mesh(out / "mesh.obj"))
+        glb = result.save_mesh(out / "mesh.glb")
+        obj = _zipped(export_mesh_files(result.mesh, out / "mesh.obj", result.frame))
         video = None
         timings = dict(result.timings)
         t = time.perf_counter()
@@ -67,27 +69,26 @@ class DemoSession:
             splat = None
         if video_frames > 0:
             t = time.perf_counter()
-            c2w, intr = self.rec.orbit(video_frames)
-            frames = self.rec.render_views(result.planes, c2w, intr)["rgb"]
+            frames = self.rec.turntable(result.planes, video_frames)
             video = write_video(frames, out / "turntable.mp4", fps=min(30, video_frames))
             timings["video"] = time.perf_counter() - t
         message = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
         return DemoResult(result.image, glb, obj, splat, video, message)
 
 
-def _zipped_obj(obj: Path) -> Path:
-    """obj: a written OBJ -> `<obj>.zip` holding it and the .mtl and .png it names (a textured OBJ
-    is three files; one download must carry all three). Deflate also shrinks the text ~3x."""
+def _zipped(files: list[Path]) -> Path:
+    """files: a written mesh and the files it refers to (a textured OBJ is three: .obj -> .mtl ->
+    texture) -> `<first>.zip` holding them all, so one download carries them. Deflate also shrinks
+    OBJ text ~3x."""
     import zipfile
 
     from lrm.fileio import write_atomic
 
-    names = [obj.name] + [p.name for p in (obj.with_suffix(".mtl"), obj.with_suffix(".png")) if p.is_file()]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in names:
-            z.write(obj.parent / name, arcname=name)
-    out = obj.with_name(obj.name + ".zip")
+        for f in files:
+            z.write(f, arcname=f.name)
+    out = files[0].with_name(files[0].name + ".zip")
     write_atomic(out, buf.getvalue())
     return out
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from lrm.mesh.types import Mesh
     from lrm.splat import Splats
 
+TURNTABLE_MIN_SIZE = 256  # turntables are rendered at least this large, whatever the model's render size
 OCCUPANCY_RESOLUTION = 64  # cells per side of the empty-space grid used when rendering (fast mode)
 
 
@@ -186,12 +187,22 @@ class Reconstructor:
         c2w = cameras.orbit_cameras(n, inf.view_distance, inf.view_elevation, inf.front_azimuth)
         return c2w, cameras.intrinsics(inf.view_focal, n)
 
+    def turntable(self, planes: torch.Tensor, frames: int, size: int | None = None, desc: str = "") -> np.ndarray:
+        """planes: [1, 3, C, h, w] -> [frames, S, S, 3] float frames of an orbit starting at the
+        input view; S = size, by default TURNTABLE_MIN_SIZE or the model's render size if larger."""
+        c2w, intr = self.orbit(frames)
+        size = size or max(TURNTABLE_MIN_SIZE, self.inference.render_size)
+        return self.render_views(planes, c2w, intr, size=size, desc=desc)["rgb"]
+
     def render_views(
         self, planes: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor, size: int | None = None,
-        background: float | None = None, batch: int = 2,
+        background: float | None = None, batch: int = 2, desc: str = "",
     ) -> dict[str, np.ndarray]:
         """planes: [1, 3, C, h, w]; c2w: [V, 4, 4]; intrinsics: [V, 4]
-        -> {"rgb": [V, H, W, 3] float in [0, 1], "opacity": [V, H, W]}"""
+        -> {"rgb": [V, H, W, 3] float in [0, 1], "opacity": [V, H, W]}. With `desc`, a progress
+        bar of that name counts the frames (lrm.progress)."""
+        from lrm.progress import bar
+
         size = size or self.inference.render_size
         bg = self.inference.render_background if background is None else background
         fast = {}
@@ -199,6 +210,7 @@ class Reconstructor:
             folded, grid = self.fast_field(planes, occupancy=True)
             fast = {"query": folded, "occupied": grid}
         rgbs, alphas = [], []
+        frames = bar(c2w.shape[0], desc, unit="frame") if desc else None
         for i in range(0, c2w.shape[0], batch):
             with torch.inference_mode():  # fp32: rays and compositing are precision-sensitive
                 out = self.model.render(planes, c2w[None, i : i + batch].to(self.device),
@@ -206,6 +218,10 @@ class Reconstructor:
                                         **fast)
             rgbs.append(out["rgb"][0].permute(0, 2, 3, 1).float().clamp(0, 1).cpu())
             alphas.append(out["opacity"][0, :, 0].float().cpu())
+            if frames is not None:
+                frames.update(rgbs[-1].shape[0])
+        if frames is not None:
+            frames.close()
         return {"rgb": torch.cat(rgbs).numpy(), "opacity": torch.cat(alphas).numpy()}
 
     def reconstruct(

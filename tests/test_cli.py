@@ -1,5 +1,6 @@
 """`lrm reconstruct` end to end, and bad inputs giving one clear line + exit code 2."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,46 @@ def test_skip_errors_finishes_the_folder(tmp_path, model_dir, rgba_image, capsys
     err = capsys.readouterr().err
     assert "a_broken.png: cannot read image" in err and "1 image(s) skipped" in err
     assert (tmp_path / "out" / "b_disc" / "input.png").is_file() and not (tmp_path / "out" / "a_broken").exists()
+
+
+def test_turntable_size_frames_and_progress(tmp_path, model_dir, rgba_image, tiny_model, capsys, monkeypatch):
+    """--video writes --video-frames frames at 30 fps, 256 px by default (the tiny model renders
+    32 px), the frames the API renders; LRM_PROGRESS=1 shows the turntable's bar; a rerun with
+    another --video-size redoes the video."""
+    import imageio.v2 as imageio
+
+    from lrm.pipeline import Reconstructor
+    from lrm.video import ffmpeg_available
+
+    if not ffmpeg_available():
+        pytest.skip("imageio-ffmpeg is not installed")
+    monkeypatch.setenv("LRM_PROGRESS", "1")
+    out = tmp_path / "out"
+    args = ["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir), "--no-mesh", "--video",
+            "--dtype", "fp32", "--video-frames"]
+    assert main(args + ["2"]) == 0
+    assert re.search(r"turntable: +\d+%.*\| \d/2 \[", capsys.readouterr().err)  # the frames' bar
+    reader = imageio.get_reader(out / "disc" / "turntable.mp4")
+    assert [f.shape for f in reader] == [(256, 256, 3)] * 2 and reader.get_meta_data()["fps"] == 30
+    assert main(args + ["4", "--video-size", "32"]) == 0
+    assert "skipping" not in capsys.readouterr().err
+    frames = np.stack([f for f in imageio.get_reader(out / "disc" / "turntable.mp4")]).astype(np.float32) / 255
+    rec = Reconstructor(tiny_model, device="cpu", dtype="fp32")
+    assert rec.inference.render_size < 256 and frames.shape == (4, 32, 32, 3)
+    want = rec.turntable(rec.reconstruct(rgba_image, mesh=False).planes, 4, 32)
+    assert np.abs(frames - want).mean() < 0.02  # H.264 at quality 8
+
+
+def test_gif_fallback_without_ffmpeg(tmp_path, monkeypatch):
+    """Without ffmpeg the turntable is a looping GIF beside the asked-for path, same frames and rate."""
+    import lrm.video
+
+    monkeypatch.setattr(lrm.video, "ffmpeg_available", lambda: False)
+    frames = np.zeros((5, 16, 16, 3), np.float32)
+    frames[:, :, :8] = np.linspace(0, 1, 5)[:, None, None, None]
+    path = lrm.video.write_video(frames, tmp_path / "turntable.mp4", fps=25)
+    assert path == tmp_path / "turntable.gif" and not (tmp_path / "turntable.mp4").exists()
+    gif = Image.open(path)
+    assert gif.n_frames == 5 and gif.info["duration"] == 40 and gif.info["loop"] == 0
+    gif.seek(4)
+    assert np.asarray(gif.convert("RGB"))[0, 0].tolist() == [255, 255, 255]

@@ -10,7 +10,7 @@ import torch
 import trimesh
 
 from lrm.errors import LRMError
-from lrm.mesh.export import export_mesh
+from lrm.mesh.export import export_mesh, export_mesh_files
 from lrm.mesh.extract import extract_mesh
 from lrm.mesh.raster import rasterize_uv, rasterize_uv_reference
 from lrm.mesh.simplify import simplify_mesh
@@ -97,7 +97,10 @@ def test_constant_field_gives_a_constant_texture(ball):
 
 
 def test_textured_obj_writes_mtl_and_png_that_reference_each_other(baked, tmp_path):
-    path = export_mesh(baked, tmp_path / "thing.obj")
+    files = export_mesh_files(baked, tmp_path / "thing.obj")
+    path = files[0]
+    assert sorted(f.name for f in files) == ["thing.mtl", "thing.obj", "thing.png"] and path.name == "thing.obj"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing.mtl", "thing.obj", "thing.png"]  # no others
     text = path.read_text()
     assert re.search(r"^mtllib thing\.mtl$", text, re.M) and re.search(r"^vt ", text, re.M)
     assert re.search(r"^map_Kd thing\.png$", (tmp_path / "thing.mtl").read_text(), re.M)

@@ -50,6 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="write N novel-view PNGs around the object (default: 0)")
     p.add_argument("--video", action="store_true", help="write a turntable MP4 (GIF without ffmpeg) (default: off)")
     p.add_argument("--video-frames", type=int, default=60, metavar="N", help="turntable frames (default: 60)")
+    p.add_argument("--video-size", type=int, default=None, metavar="PX",
+                   help="turntable frame side (default: 256, or the model's render size if larger)")
     p.add_argument("--render-size", type=int, default=None, metavar="PX",
                    help="side of rendered views (default: the model's)")
     p.add_argument("--source-size", type=int, default=None, metavar="PX",
@@ -148,7 +150,7 @@ def _wanted(args: argparse.Namespace) -> dict:
     """What a run writes per image (recorded in DONE_NAME; a rerun skips an image only when
     a complete earlier run wrote at least this)."""
     return {"mesh": None if args.no_mesh else f"mesh.{args.format}", "views": args.views,
-            "video": args.video_frames if args.video else 0,
+            "video": args.video_frames if args.video else 0, "video_size": args.video_size if args.video else None,
             "splat": args.splat_resolution if args.splat else 0}
 
 
@@ -161,7 +163,7 @@ def is_done(folder: Path, args: argparse.Namespace) -> bool:
         return False
     want = _wanted(args)
     return (isinstance(done, dict) and (want["mesh"] is None or done.get("mesh") == want["mesh"])
-            and done.get("views", 0) >= want["views"] and (not want["video"] or done.get("video") == want["video"])
+            and done.get("views", 0) >= want["views"] and (not want["video"] or (done.get("video"), done.get("video_size")) == (want["video"], want["video_size"]))
             and (not want["splat"] or done.get("splat") == want["splat"]))
 
 
@@ -181,6 +183,7 @@ def _validate(args: argparse.Namespace) -> None:
         (args.views >= 0, "--views must be >= 0"),
         (8 <= args.splat_resolution <= 1024, "--splat-resolution must be in [8, 1024]"),
         (args.video_frames >= 1, "--video-frames must be >= 1"),
+        (args.video_size is None or 8 <= args.video_size <= 4096, "--video-size must be in [8, 4096]"),
         (args.texture_resolution >= 64, "--texture-resolution must be >= 64"),
         (args.foreground_ratio is None or 0 < args.foreground_ratio <= 1, "--foreground-ratio must be in (0, 1]"),
         (args.background is None or 0 <= args.background <= 1, "--background must be in [0, 1]"),
@@ -359,15 +362,14 @@ def write_outputs(rec, result, folder: Path, args: argparse.Namespace) -> dict[s
     if args.views:
         t = time.perf_counter()
         c2w, intr = rec.orbit(args.views)
-        rgb = rec.render_views(result.planes, c2w, intr)["rgb"]
+        rgb = rec.render_views(result.planes, c2w, intr, desc="views")["rgb"]
         (folder / "views").mkdir(exist_ok=True)
         for i, view in enumerate(rgb):
             save_png(view, folder / "views" / f"view_{i:03d}.png")
         timings["views"] = time.perf_counter() - t
     if args.video:
         t = time.perf_counter()
-        c2w, intr = rec.orbit(args.video_frames)
-        rgb = rec.render_views(result.planes, c2w, intr)["rgb"]
+        rgb = rec.turntable(result.planes, args.video_frames, args.video_size, desc="turntable")
         write_video(rgb, folder / "turntable.mp4", fps=30)
         timings["video"] = time.perf_counter() - t
     import json

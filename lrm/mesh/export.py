@@ -32,7 +32,14 @@ def export_mesh(mesh: Mesh, path: str | Path, frame=None) -> Path:
     """Write `mesh` to `path` (format from the suffix: .glb, .obj, .ply) -> the path written.
 
     frame: [3, 3] rotation (numpy or torch) from the model's Z-up world to the output frame."""
+    return export_mesh_files(mesh, path, frame)[0]
+
+
+def export_mesh_files(mesh: Mesh, path: str | Path, frame=None) -> list[Path]:
+    """export_mesh -> every file written: `path` first, then the files it refers to (a textured
+    OBJ's .mtl and texture image)."""
     path = Path(path)
+    written = [path]
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise LRMError(f"cannot write mesh {str(path)!r}: unknown format, use one of {', '.join(FORMATS)}")
@@ -61,10 +68,11 @@ def export_mesh(mesh: Mesh, path: str | Path, frame=None) -> Path:
                                      mtl_name=f"{path.stem}.mtl")
             for name, data in files.items():  # the texture and material first, the OBJ last
                 write_atomic(path.with_name(name), data)
+                written.append(path.with_name(name))
         else:
             text = export_obj(tm, include_normals=True, include_texture=False, include_color=mesh.colors is not None)
         write_atomic(path, text.encode())
-    return path
+    return written
 
 
 def apply_frame(vertices: np.ndarray, frame) -> np.ndarray:
