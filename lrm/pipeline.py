@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from lrm.mesh.types import Mesh
     from lrm.splat import Splats
 
+TARGET_FACES = 100_000  # meshes above this are decimated (quadric error) by default; 0 keeps every face
 TURNTABLE_MIN_SIZE = 256  # turntables are rendered at least this large, whatever the model's render size
 OCCUPANCY_RESOLUTION = 64  # cells per side of the empty-space grid used when rendering (fast mode)
 
@@ -154,10 +155,15 @@ class Reconstructor:
 
     def extract_mesh(
         self, planes: torch.Tensor, resolution: int | None = None, threshold: float | None = None,
-        texture: bool = False, texture_resolution: int = 1024,
+        texture: bool = False, texture_resolution: int = 1024, target_faces: int = TARGET_FACES,
     ) -> "Mesh":
-        """planes: [1, 3, C, h, w] -> Mesh in the world frame (vertex colours, or a baked texture)."""
+        """planes: [1, 3, C, h, w] -> Mesh in the world frame (vertex colours, or a baked texture).
+        A marching-cubes mesh above `target_faces` faces (0: no limit) is decimated to about that
+        many (quadric error, lrm.mesh.simplify) and its colours are read from the field again."""
         from lrm.mesh.extract import extract_mesh
+        from lrm.mesh.grid import query
+        from lrm.mesh.simplify import simplify_mesh
+        from lrm.mesh.types import Mesh
 
         inf = self.inference
         mesh = extract_mesh(
@@ -168,6 +174,10 @@ class Reconstructor:
             color_fn=self.color_fn(planes),
             method="dense" if self.exact else "sparse",
         )
+        if target_faces and len(mesh.faces) > target_faces:
+            mesh = simplify_mesh(mesh, target_faces)
+            colors = query(self.color_fn(planes), torch.from_numpy(mesh.vertices), 65536)
+            mesh = Mesh(vertices=mesh.vertices, faces=mesh.faces, colors=np.clip(colors.reshape(-1, 3), 0.0, 1.0))
         if texture:
             from lrm.mesh.texture import bake_texture
 
@@ -236,8 +246,9 @@ class Reconstructor:
         mesh_threshold: float | None = None,
         texture: bool = False,
         texture_resolution: int = 1024,
+        target_faces: int = TARGET_FACES,
     ) -> Reconstruction:
-        """One image -> planes (+ mesh), with per-stage timings."""
+        """One image -> planes (+ mesh), with per-stage timings. target_faces: see extract_mesh."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
         rgb = self.preprocess(image, remove_bg=remove_bg, recenter=recenter)
@@ -246,17 +257,17 @@ class Reconstructor:
         planes = self.encode(rgb, source_distance)
         timings["encode"] = time.perf_counter() - t
         return self._with_mesh(planes, rgb, self.inference.front_azimuth, timings, mesh, mesh_resolution,
-                               mesh_threshold, texture, texture_resolution)
+                               mesh_threshold, texture, texture_resolution, target_faces)
 
     def _with_mesh(self, planes: torch.Tensor, image: np.ndarray, azimuth: float, timings: dict[str, float],
                    mesh: bool, resolution: int | None, threshold: float | None, texture: bool,
-                   texture_resolution: int) -> Reconstruction:
+                   texture_resolution: int, target_faces: int) -> Reconstruction:
         """The mesh stage shared by one and several views; `azimuth` of the input camera sets the
         output frame."""
         out_mesh = None
         if mesh:
             t = time.perf_counter()
-            out_mesh = self.extract_mesh(planes, resolution, threshold, texture, texture_resolution)
+            out_mesh = self.extract_mesh(planes, resolution, threshold, texture, texture_resolution, target_faces)
             timings["mesh"] = time.perf_counter() - t
         frame = cameras.world_to_view_frame(azimuth).numpy()
         return Reconstruction(planes, image, out_mesh, frame, timings)
@@ -271,6 +282,7 @@ class Reconstructor:
         mesh_threshold: float | None = None,
         texture: bool = False,
         texture_resolution: int = 1024,
+        target_faces: int = TARGET_FACES,
     ) -> Reconstruction:
         """Several posed views of one object -> planes (+ mesh). images: V square images (alpha is
         composited on the model's background, no recentring: the poses fix the framing);
@@ -292,4 +304,4 @@ class Reconstructor:
         pos = cameras16[0, [3, 7, 11]]
         azimuth = math.degrees(math.atan2(float(pos[1]), float(pos[0])))
         return self._with_mesh(planes, rgbs[0], azimuth, timings, mesh, mesh_resolution, mesh_threshold, texture,
-                               texture_resolution)
+                               texture_resolution, target_faces)

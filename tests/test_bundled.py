@@ -68,3 +68,26 @@ def test_main_command_on_a_bundled_example(tmp_path, capsys):
     assert len(mesh.faces) > 1000 and np.abs(mesh.vertices).max() <= 1.0 + 1e-5
     assert Image.open(tmp_path / "fire_extinguisher" / "input.png").size == (128, 128)
 
+
+
+def test_target_faces_decimates_and_reads_colours_from_the_field(rec):
+    """A mesh above target_faces is decimated to at most that many faces, stays on the surface
+    (Chamfer to the full mesh well under a grid cell), and its colours are the field's at the new
+    vertices; a mesh within the budget, or target_faces=0, is the marching-cubes mesh itself."""
+    from lrm.surface_distance import surface_chamfer
+
+    planes = rec.reconstruct(EXAMPLE, mesh=False).planes
+    full = rec.extract_mesh(planes, resolution=128, target_faces=0)
+    small = rec.extract_mesh(planes, resolution=128, target_faces=3000)
+    assert len(full.faces) > 5 * 3000 and 2700 <= len(small.faces) <= 3000
+    kept = rec.extract_mesh(planes, resolution=128, target_faces=len(full.faces))
+    np.testing.assert_array_equal(kept.faces, full.faces)
+    np.testing.assert_array_equal(kept.vertices, full.vertices)
+    with torch.no_grad():
+        want = rec.color_fn(planes)(torch.from_numpy(small.vertices)).clamp(0, 1).numpy()
+    np.testing.assert_allclose(small.colors, want, atol=1e-6)
+    a = trimesh.Trimesh(full.vertices, full.faces, process=False)
+    b = trimesh.Trimesh(small.vertices, small.faces, process=False)
+    cell = 2 * rec.model.cfg.field.radius / 127
+    assert surface_chamfer(a, b) < 0.25 * cell
+    assert abs(b.volume / a.volume - 1) < 0.02  # closed, outward, same size

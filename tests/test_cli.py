@@ -60,6 +60,8 @@ def test_reconstruct_end_to_end(tmp_path, model_dir, rgba_image, tiny_model, cap
     want = rec.reconstruct(rgba_image, mesh_resolution=32)
     got = trimesh.load(folder / "mesh.glb", process=False, force="mesh")
     assert len(got.faces) == len(want.mesh.faces) > 0
+    size = (folder / "mesh.glb").stat().st_size / 1e6
+    assert f"| {len(got.faces):,} faces, {size:.2f} MB" in err  # the timing line reports the mesh
     frame = world_to_view_frame(rec.inference.front_azimuth).numpy()
     # 1e-4 is 1/600 of a grid cell: the CLI may run on another thread count, so float sums differ
     # by ~1e-7 and a vertex on an edge where the field is nearly flat moves by up to ~2e-5
@@ -120,6 +122,7 @@ def test_bad_inputs(tmp_path, model_dir, rgba_image, capsys):
         ([str(rgba_image), "-o", str(out), "--model", "no-such-model"], "unknown model"),
         ([str(rgba_image), "-o", str(blocker / "sub")], "not writable"),
         ([str(rgba_image), "-o", str(out), "--mesh-resolution", "4"], "--mesh-resolution"),
+        ([str(rgba_image), "-o", str(out), "--target-faces", "50"], "--target-faces"),
     ]
     for args, fragment in cases:
         code = main(["reconstruct", *args])
@@ -218,3 +221,20 @@ def test_gif_fallback_without_ffmpeg(tmp_path, monkeypatch):
     assert gif.n_frames == 5 and gif.info["duration"] == 40 and gif.info["loop"] == 0
     gif.seek(4)
     assert np.asarray(gif.convert("RGB"))[0, 0].tolist() == [255, 255, 255]
+
+
+def test_target_faces_flag(tmp_path, model_dir, rgba_image, tiny_model, capsys):
+    """--target-faces reaches the mesher: the GLB has at most N faces where the full mesh has more;
+    a rerun with another budget redoes the mesh."""
+    import trimesh
+
+    thr = _mesh_threshold(tiny_model)
+    out = tmp_path / "out"
+    args = ["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir), "--mesh-resolution", "40",
+            "--mesh-threshold", f"{thr}", "--dtype", "fp32", "--target-faces"]
+    assert main(args + ["0"]) == 0
+    full = len(trimesh.load(out / "disc" / "mesh.glb", process=False, force="mesh").faces)
+    assert main(args + ["5000"]) == 0
+    assert "skipping" not in capsys.readouterr().err
+    small = len(trimesh.load(out / "disc" / "mesh.glb", process=False, force="mesh").faces)
+    assert full > 50_000 and 4500 <= small <= 5000, (full, small)

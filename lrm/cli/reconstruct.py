@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from lrm.errors import LRMError
@@ -38,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="marching-cubes grid side (default: the model's, 384 OpenLRM / 256 TripoSR)")
     p.add_argument("--mesh-threshold", type=float, default=None, metavar="T",
                    help="density iso-level (default: the model's, 3.0 OpenLRM / 25 TripoSR)")
+    p.add_argument("--target-faces", type=int, default=None, metavar="N",
+                   help="decimate meshes above N faces to about N (quadric error; colours re-read from the "
+                        "field); 0 keeps every marching-cubes face (default: 100000)")
     p.add_argument("--texture", action="store_true", help="bake a UV texture instead of vertex colours (default: off)")
     p.add_argument("--texture-resolution", type=int, default=1024, metavar="N",
                    help="texture side in pixels (default: 1024)")
@@ -149,7 +153,7 @@ DONE_NAME = ".lrm-done.json"  # written last into an image's folder: its outputs
 def _wanted(args: argparse.Namespace) -> dict:
     """What a run writes per image (recorded in DONE_NAME; a rerun skips an image only when
     a complete earlier run wrote at least this)."""
-    return {"mesh": None if args.no_mesh else f"mesh.{args.format}", "views": args.views,
+    return {"mesh": None if args.no_mesh else f"mesh.{args.format}", "target_faces": args.target_faces, "views": args.views,
             "video": args.video_frames if args.video else 0, "video_size": args.video_size if args.video else None,
             "splat": args.splat_resolution if args.splat else 0}
 
@@ -162,7 +166,7 @@ def is_done(folder: Path, args: argparse.Namespace) -> bool:
     except (OSError, ValueError):
         return False
     want = _wanted(args)
-    return (isinstance(done, dict) and (want["mesh"] is None or done.get("mesh") == want["mesh"])
+    return (isinstance(done, dict) and (want["mesh"] is None or (done.get("mesh"), done.get("target_faces")) == (want["mesh"], want["target_faces"]))
             and done.get("views", 0) >= want["views"] and (not want["video"] or (done.get("video"), done.get("video_size")) == (want["video"], want["video_size"]))
             and (not want["splat"] or done.get("splat") == want["splat"]))
 
@@ -185,6 +189,8 @@ def _validate(args: argparse.Namespace) -> None:
         (args.video_frames >= 1, "--video-frames must be >= 1"),
         (args.video_size is None or 8 <= args.video_size <= 4096, "--video-size must be in [8, 4096]"),
         (args.texture_resolution >= 64, "--texture-resolution must be >= 64"),
+        (args.target_faces is None or args.target_faces == 0 or args.target_faces >= 100,
+         "--target-faces must be 0 (no limit) or >= 100"),
         (args.foreground_ratio is None or 0 < args.foreground_ratio <= 1, "--foreground-ratio must be in (0, 1]"),
         (args.background is None or 0 <= args.background <= 1, "--background must be in [0, 1]"),
         (args.render_size is None or 8 <= args.render_size <= 4096, "--render-size must be in [8, 4096]"),
@@ -263,8 +269,7 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"lrm: error: {img}: {result}" if str(img) not in result else f"lrm: error: {result}",
                        file=sys.stderr)
             continue
-        line = " | ".join(f"{k} {v:.2f}s" for k, v in result.items())
-        tqdm.write(f"{name}: {line} | total {sum(result.values()):.2f}s -> {out_dir / name}", file=sys.stderr)
+        tqdm.write(f"{name}: {result.line()} -> {out_dir / name}", file=sys.stderr)
     bar.close()
     return max(2 if failures else 0, _report_skipped(list(bad.values())))
 
@@ -303,7 +308,7 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _process(args: argparse.Namespace, out_dir: Path, rec, item: tuple[Path, str]) -> dict[str, float] | str:
+def _process(args: argparse.Namespace, out_dir: Path, rec, item: tuple[Path, str]) -> Written | str:
     """One image -> its timings, or the message of the LRMError that stopped it."""
     img, name = item
     try:
@@ -326,33 +331,54 @@ def run_views(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     rec = load_reconstructor(args, args.device)
     result = rec.reconstruct_views(views.images, views.cameras16, mesh=not args.no_mesh, texture=args.texture,
-                                   texture_resolution=args.texture_resolution)
-    timings = write_outputs(rec, result, folder, args)
-    line = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
-    print(f"{folder.name} ({len(views.images)} views): {line} | total {sum(timings.values()):.2f}s -> {folder}",
-          file=sys.stderr)
+                                   texture_resolution=args.texture_resolution, **_faces(args))
+    done = write_outputs(rec, result, folder, args)
+    print(f"{folder.name} ({len(views.images)} views): {done.line()} -> {folder}", file=sys.stderr)
     return 0
 
 
-def reconstruct_one(rec, image: Path, folder: Path, args: argparse.Namespace) -> dict[str, float]:
+def _faces(args: argparse.Namespace) -> dict:
+    """--target-faces for Reconstructor.reconstruct(_views): the API's default unless given."""
+    return {} if args.target_faces is None else {"target_faces": args.target_faces}
+
+
+@dataclass
+class Written:
+    """What one reconstruction wrote: per-stage seconds, and the mesh's faces and file size."""
+
+    timings: dict[str, float]
+    faces: int | None = None
+    mesh_bytes: int | None = None
+
+    def line(self) -> str:
+        """'preprocess 0.01s | ... | total 1.23s | 12,345 faces, 0.45 MB'"""
+        parts = [f"{k} {v:.2f}s" for k, v in self.timings.items()] + [f"total {sum(self.timings.values()):.2f}s"]
+        if self.faces is not None:
+            parts.append(f"{self.faces:,} faces, {self.mesh_bytes / 1e6:.2f} MB")
+        return " | ".join(parts)
+
+
+def reconstruct_one(rec, image: Path, folder: Path, args: argparse.Namespace) -> Written:
     result = rec.reconstruct(
         image, remove_bg=not args.no_remove_bg, recenter=not args.no_recenter, mesh=not args.no_mesh,
-        texture=args.texture, texture_resolution=args.texture_resolution,
+        texture=args.texture, texture_resolution=args.texture_resolution, **_faces(args),
     )
     return write_outputs(rec, result, folder, args)
 
 
-def write_outputs(rec, result, folder: Path, args: argparse.Namespace) -> dict[str, float]:
+def write_outputs(rec, result, folder: Path, args: argparse.Namespace) -> Written:
     """input.png, the mesh, views and video of one reconstruction; the completion record last."""
     from lrm.video import save_png, write_video
 
     timings = dict(result.timings)
+    done = Written(timings)
     folder.mkdir(parents=True, exist_ok=True)
     save_png(result.image, folder / "input.png")
     if result.mesh is not None:
         t = time.perf_counter()
-        result.save_mesh(folder / f"mesh.{args.format}")
+        path = result.save_mesh(folder / f"mesh.{args.format}")
         timings["export"] = time.perf_counter() - t
+        done.faces, done.mesh_bytes = len(result.mesh.faces), path.stat().st_size
     if args.splat:
         from lrm.splat import write_splat_ply
 
@@ -375,4 +401,4 @@ def write_outputs(rec, result, folder: Path, args: argparse.Namespace) -> dict[s
     import json
 
     (folder / DONE_NAME).write_text(json.dumps(_wanted(args)) + "\n")  # last: the outputs are complete
-    return timings
+    return done

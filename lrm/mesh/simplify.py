@@ -1,5 +1,5 @@
-"""Quadric-error mesh simplification (fast-simplification, an optional dependency in the
-`texture` extra), used before UV-atlas generation, whose cost grows quickly with faces."""
+"""Quadric-error mesh simplification (fast-simplification): meshes above `--target-faces`, and
+meshes before UV-atlas generation, whose cost grows quickly with faces."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def simplify_mesh(mesh: Mesh, max_faces: int) -> Mesh:
         import fast_simplification
     except ImportError as exc:
         raise LRMError(
-            f"simplifying a {len(mesh.faces)}-face mesh needs fast-simplification: pip install 'lrm[texture]'"
+            f"simplifying a {len(mesh.faces)}-face mesh needs fast-simplification: pip install fast-simplification "
+            "(or --target-faces 0 to keep every face)"
         ) from exc
     v, f = fast_simplification.simplify(
         mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32), target_count=int(max_faces)
