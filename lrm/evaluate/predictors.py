@@ -78,7 +78,8 @@ class ModelPredictor:
         mesh, error = None, None
         t = time.perf_counter()
         try:
-            m = self.rec.extract_mesh(planes, self.mesh_resolution, self.mesh_threshold)
+            # every marching-cubes face: the geometry metrics score the field's surface, not a decimation
+            m = self.rec.extract_mesh(planes, self.mesh_resolution, self.mesh_threshold, target_faces=0)
             mesh = as_trimesh(m) if len(m.faces) else None
             error = None if mesh is not None else "the extracted mesh has no faces"
         except EmptySurfaceError as exc:
