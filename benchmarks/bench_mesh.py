@@ -2,10 +2,13 @@
 
     python benchmarks/bench_mesh.py                          # analytic + openlrm-base field, 256 and 384
     python benchmarks/bench_mesh.py --fields lrm --resolutions 384 --no-dense
+    python benchmarks/bench_mesh.py --fields rough --resolutions 128 384 --repeat 1   # the worst case
 
-Fields: `analytic` (a smooth ball + torus, cheap to query: shows the bookkeeping cost) and
+Fields: `analytic` (a smooth ball + torus, cheap to query: shows the bookkeeping cost),
 `lrm` (the openlrm-base decoder with planes fitted to an object, see mesh_field.py; the first
-run fits it, a few minutes, then it is cached). For each resolution the table gives the grid
+run fits it, a few minutes, then it is cached) and `rough` (the same decoder with random weights
+on random planes: noise at every scale, the worst case; the sparse pass detects it and goes
+dense, the method column says `sparse->dense`). For each resolution the table gives the grid
 points queried, wall time of the density stage (queries + refinement bookkeeping), marching
 cubes (+ stitching), vertex colours, total, faces, and whether the sparse mesh equals the
 dense one. Timings on a shared machine are noisy: compare rows of one run; load is printed.
@@ -79,7 +82,9 @@ def texture_row(mesh, color, faces: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fields", default="analytic,lrm", help="comma list of analytic, lrm (default: both)")
+    ap.add_argument("--fields", default="analytic,lrm",
+                    help="comma list of analytic, lrm, rough (random decoder and planes: the worst case) "
+                         "(default: analytic,lrm)")
     ap.add_argument("--resolutions", type=int, nargs="+", default=[256, 384], help="grid sides (default: 256 384)")
     ap.add_argument("--no-dense", action="store_true", help="skip the dense reference (default: run it)")
     ap.add_argument("--repeat", type=int, default=2, help="sparse runs per row, best kept (default: 2)")
@@ -105,12 +110,26 @@ def main() -> None:
 
             field, planes = load_or_fit(args.preset)
             fields[name] = (*field_functions(field, planes), field.cfg.radius, 3.0)
+        elif name == "rough":  # the worst case: the preset's decoder, random weights, random planes
+            from mesh_field import field_functions
+
+            from lrm.model.field import Field
+            from lrm.model.presets import PRESETS
+
+            torch.manual_seed(0)
+            fcfg = PRESETS[args.preset]().field
+            field = Field(fcfg).eval()
+            planes = torch.randn(1, 3, fcfg.channels, 64, 64)
+            density, color = field_functions(field, planes)
+            with torch.no_grad():
+                tau = float(torch.quantile(density(torch.rand(8192, 3) * 2 - 1), 0.7))
+            fields[name] = (density, color, fcfg.radius, tau)
         else:
             raise SystemExit(f"unknown field {name!r}")
 
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; torch threads {args.threads}; "
           f"sparse {cfg}")
-    head = f"{'field':9s} {'method':6s} {'res':>4s} {'points':>11s} {'density s':>9s} {'march s':>8s} " \
+    head = f"{'field':9s} {'method':13s} {'res':>4s} {'points':>11s} {'density s':>9s} {'march s':>8s} " \
            f"{'colour s':>8s} {'total s':>8s} {'faces':>8s}  same as dense"
     print(head + "\n" + "-" * len(head))
     for name, (fn, color, radius, tau) in fields.items():
@@ -126,13 +145,13 @@ def main() -> None:
                 if best is None or total < best[2]:
                     best = (mesh, st, total)
             mesh, st, total = best
-            rows.append(("sparse", st, total, compare(dense, mesh) if dense is not None else "(not run)"))
+            rows.append((st.method, st, total, compare(dense, mesh) if dense is not None else "(not run)"))
             for method, st, total, same in rows:
-                print(f"{name:9s} {method:6s} {res:4d} {st.points:11,d} {st.density_s:9.2f} {st.marching_s:8.2f} "
+                print(f"{name:9s} {method:13s} {res:4d} {st.points:11,d} {st.density_s:9.2f} {st.marching_s:8.2f} "
                       f"{st.colors_s:8.2f} {total:8.2f} {st.faces:8,d}  {same}")
             if dense is not None:
                 d, s = rows[0], rows[1]
-                print(f"{'':9s} ratio  {res:4d} {d[1].points / s[1].points:10.1f}x {d[1].density_s / s[1].density_s:8.1f}x "
+                print(f"{'':9s} {'ratio':13s} {res:4d} {d[1].points / s[1].points:10.1f}x {d[1].density_s / s[1].density_s:8.1f}x "
                       f"{d[1].marching_s / max(s[1].marching_s, 1e-9):7.1f}x {'':8s} {d[2] / s[2]:7.1f}x")
             print(f"{'':9s} sparse detail: {st.detail}")
             last = (mesh, color)

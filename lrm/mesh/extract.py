@@ -77,12 +77,24 @@ def extract_mesh(
     if resolution < 2:
         raise ValueError(f"resolution must be >= 2, got {resolution}")
     st = stats if stats is not None else ExtractStats()
+    if method not in ("sparse", "dense"):
+        raise ValueError(f"method must be 'sparse' or 'dense', got {method!r}")
     st.method, st.resolution = method, resolution
     t0 = time.perf_counter()
-    if method == "dense":
+    if method == "sparse":
+        res = sparse_surface(density_fn, resolution, radius, threshold, sparse or SparseConfig(), chunk, device)
+        verts, faces, sample = res.verts, res.faces, res.sample
+        st.points = res.evaluated
+        st.density_s = time.perf_counter() - t0 - res.stats.get("marching_s", 0.0)
+        st.marching_s = res.stats.get("marching_s", 0.0)
+        st.detail = res.stats
+        if res.stats.get("rough"):  # pieces the lattice cannot see: the dense grid, which sees all
+            st.method = "sparse->dense"
+    if st.method != "sparse":
+        t0 = time.perf_counter()
         vol = evaluate_grid(density_fn, resolution, radius, chunk, device)
-        st.points = vol.size
-        st.density_s = time.perf_counter() - t0
+        st.points += vol.size
+        st.density_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         if vol.max() < threshold or vol.min() > threshold:
             verts, faces = np.zeros((0, 3)), np.zeros((0, 3), np.int64)
@@ -92,15 +104,6 @@ def extract_mesh(
         st.marching_s = time.perf_counter() - t0
         step = max(1, resolution // 48)
         sample = np.concatenate([vol[::step, ::step, ::step].ravel(), [vol.min(), vol.max()]])
-    elif method == "sparse":
-        res = sparse_surface(density_fn, resolution, radius, threshold, sparse or SparseConfig(), chunk, device)
-        verts, faces, sample = res.verts, res.faces, res.sample
-        st.points = res.evaluated
-        st.density_s = time.perf_counter() - t0 - res.stats.get("marching_s", 0.0)
-        st.marching_s = res.stats.get("marching_s", 0.0)
-        st.detail = res.stats
-    else:
-        raise ValueError(f"method must be 'sparse' or 'dense', got {method!r}")
 
     if len(faces) == 0:
         raise EmptySurfaceError(

@@ -13,6 +13,10 @@ would give no triangle, so the mesh equals the dense one whenever every label is
    block whose label disagrees with a queried point (e.g. a thin plate running out of the
    refined band) is queried whole, and its new points are checked in turn, until no
    disagreement is left.
+3. Rough fields: a fixed pseudo-random set of probe points (one grid point in `probe_every`)
+   is queried; a probe on the wrong side of its settled block is a piece no lattice point saw.
+   Then, or when more than `dense_above` of the grid was queried anyway (noise everywhere),
+   the result is marked rough and `extract_mesh` computes the dense grid instead.
 
 Guarantee: the mesh is identical to the dense grid's (same vertices, same faces) unless some
 connected piece of the inside set {density > τ} (or of the outside set: a cavity) contains no
@@ -20,7 +24,9 @@ queried point at all. Anything 26-connected to a queried point on its side is fo
 end whatever its thickness; every piece holding a lattice point is found, and an isolated one
 between lattice points when its density exceeds τ/m at the lattice corners around it, level
 by level. The limit: an isolated sliver thinner than the lattice spacing with no density near
-the threshold at the surrounding corners (a hard-edged floater) is missed.
+the threshold at the surrounding corners (a hard-edged floater) is missed unless a probe lands
+in it (each grid point inside it is a probe with probability 1/probe_every): a field with many
+such pieces goes dense, a single small one can still be lost.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class SparseConfig:
     fine_margin: float = 1.25  # the same at the finest level (geometric taper in between)
     dilate: int = 0  # at every level, also refine blocks within this many blocks of a refined one
     mc_chunk: int = 32  # marching cubes runs on chunks of this many cells a side (multiple of block)
+    probe_every: int = 256  # one grid point in this many, fixed pseudo-random, is probed (0: none);
+    # one on the wrong side of its settled block marks the field rough: extract_mesh goes dense
+    dense_above: float = 0.5  # a field that needed this fraction of the grid queried is rough too
+    # (noise everywhere): the rest of the grid costs less than the risk of a missed piece
 
 
 SHIFTS_ALL = np.array(list(np.ndindex(2, 2, 2)))  # [8, 3] corner offsets
@@ -187,7 +197,24 @@ def sparse_surface(
         stats["closure_blocks"] += len(todo)
         todo = evaluate(todo)
 
-    # 3. marching cubes over the chunks that hold evaluated blocks
+    # 3. probes: a fixed pseudo-random set of grid points (one in cfg.probe_every) is queried.
+    # One inside a settled block on the wrong side of its label belongs to a piece of the
+    # surface no lattice point saw (a rough field: noise, floaters): the result is marked
+    # `rough` and extract_mesh falls back to the dense grid rather than drop surface.
+    stats["probes"], stats["rough"] = 0, "busy" if samples.count >= cfg.dense_above * r ** 3 else ""
+    if cfg.probe_every and not stats["rough"]:
+        coords = np.random.default_rng(0).integers(0, r, size=(max(1, r ** 3 // cfg.probe_every), 3))
+        probe_lin, probe_vals = samples.ensure(np.unique(pack(coords[:, 0], coords[:, 1], coords[:, 2], r)))
+        stats["probes"] = int(probe_lin.size)
+        for blk, valid in containing_blocks(probe_lin, r, b, side):
+            if (valid & disagrees(flat_labels[np.where(valid, blk, 0)], probe_vals)).any():
+                stats["rough"] = "probe"
+                break
+    if stats["rough"]:
+        sample = np.concatenate([v for _, v in samples.queried])
+        return SparseResult(np.zeros((0, 3)), np.zeros((0, 3), np.int64), samples.count, sample, stats)
+
+    # 4. marching cubes over the chunks that hold evaluated blocks
     t0 = time.perf_counter()
     verts, faces = _march_chunks(samples, labels[:nb, :nb, :nb], r, b, tau, cfg.mc_chunk, stats)
     stats["marching_s"] = time.perf_counter() - t0
