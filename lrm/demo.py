@@ -29,10 +29,11 @@ class DemoResult:
 
 
 class DemoSession:
-    def __init__(self, rec: Reconstructor, workdir: str | Path | None = None) -> None:
+    def __init__(self, rec: Reconstructor, workdir: str | Path | None = None, video_size: int | None = None) -> None:
         self.rec = rec
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lrm-demo-"))
         self.counter = 0
+        self.video_size = video_size  # turntable side (None: Reconstructor.turntable's default, >= 256)
 
     def predict(
         self,
@@ -44,19 +45,76 @@ class DemoSession:
         video_frames: int = 30,
     ) -> DemoResult:
         """image: [H, W, 3|4] uint8 -> outputs written under a fresh folder of `workdir`."""
-        from lrm.mesh.export import export_mesh_files
-        from lrm.splat import write_splat_ply
-        from lrm.video import write_video
-
         if image is None:
             raise LRMError("upload an image first")
-        self.counter += 1
-        out = self.workdir / f"{self.counter:04d}"
-        out.mkdir(parents=True, exist_ok=True)
+        out = self._fresh()
         if foreground_ratio is not None:
             self.rec.inference.foreground_ratio = foreground_ratio
         result = self.rec.reconstruct(image, remove_bg=remove_bg, mesh_resolution=mesh_resolution,
                                       texture=texture)
+        return self._outputs(result, out, video_frames)
+
+    @property
+    def takes_views(self) -> bool:
+        """Whether the model takes several posed views (InstantMesh's per-view modulation)."""
+        return bool(self.rec.model.cfg.encoder.mod_dim)
+
+    def predict_views(
+        self,
+        files: list[str | Path] | None,
+        mesh_resolution: int | None = None,
+        texture: bool = False,
+        video_frames: int = 30,
+    ) -> DemoResult:
+        """Uploaded files -> outputs of one object seen from several posed views: one image is a
+        Zero123++ v1.2 sheet; else a transforms.json with its images, or COLMAP's cameras.txt +
+        images.txt (or .bin) with the frames (lrm.views)."""
+        from lrm.views import ZERO123PP_PREFIX, read_views
+
+        if not self.takes_views:
+            raise LRMError(f"model {self.rec.model.cfg.name} takes one view; start the demo with "
+                           "--model instant-nerf-base or instant-nerf-large for several")
+        paths = [Path(f) for f in files or []]
+        if not paths:
+            raise LRMError("upload a Zero123++ sheet, or a transforms.json (or COLMAP cameras/images files) "
+                           "with its images")
+        out = self._fresh()
+        names = {p.name for p in paths}
+        if len(names) != len(paths):
+            raise LRMError("two uploaded files have the same name")
+        if len(paths) == 1:
+            views = read_views(ZERO123PP_PREFIX + str(paths[0]))
+        else:
+            scene = out / "views"
+            colmap = {"cameras.txt", "images.txt"} <= names or {"cameras.bin", "images.bin"} <= names
+            if not colmap and "transforms.json" not in names:
+                raise LRMError("several files need a transforms.json, or COLMAP's cameras.txt + images.txt, "
+                               "among them")
+            for p in paths:
+                model_file = colmap and p.name in ("cameras.txt", "images.txt", "cameras.bin", "images.bin",
+                                                   "points3D.txt", "points3D.bin")
+                dest = scene / ("sparse/0" if model_file else "images" if colmap else "") / p.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(p.read_bytes())
+            views = read_views(str(scene))
+        result = self.rec.reconstruct_views(views.images, views.cameras16, mesh_resolution=mesh_resolution,
+                                            texture=texture)
+        done = self._outputs(result, out, video_frames)
+        done.message = f"{len(views.images)} views | {done.message}"
+        return done
+
+    def _fresh(self) -> Path:
+        self.counter += 1
+        out = self.workdir / f"{self.counter:04d}"
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+
+    def _outputs(self, result, out: Path, video_frames: int) -> DemoResult:
+        """GLB, zipped OBJ, splats and turntable of one reconstruction, into `out`."""
+        from lrm.mesh.export import export_mesh_files
+        from lrm.splat import write_splat_ply
+        from lrm.video import write_video
+
         glb = result.save_mesh(out / "mesh.glb")
         obj = _zipped(export_mesh_files(result.mesh, out / "mesh.obj", result.frame))
         video = None
@@ -69,7 +127,7 @@ class DemoSession:
             splat = None
         if video_frames > 0:
             t = time.perf_counter()
-            frames = self.rec.turntable(result.planes, video_frames)
+            frames = self.rec.turntable(result.planes, video_frames, self.video_size)
             video = write_video(frames, out / "turntable.mp4", fps=min(30, video_frames))
             timings["video"] = time.perf_counter() - t
         message = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
@@ -100,13 +158,22 @@ def build_ui(session: DemoSession):
     except ImportError:
         raise LRMError("the demo needs Gradio: pip install 'lrm[demo]'") from None
 
-    def run(image, remove_bg, ratio, resolution, texture, frames):
-        try:
-            r = session.predict(image, remove_bg, ratio, int(resolution), texture, int(frames))
-        except LRMError as exc:
-            raise gr.Error(str(exc)) from None
+    def shown(r: DemoResult):
         files = [str(r.glb), str(r.obj)] + ([str(r.splat)] if r.splat else [])
         return r.preview, str(r.glb), files, str(r.video) if r.video else None, r.message
+
+    def run(image, remove_bg, ratio, resolution, texture, frames):
+        try:
+            return shown(session.predict(image, remove_bg, ratio, int(resolution), texture, int(frames)))
+        except LRMError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def run_views(uploads, resolution, texture, frames):
+        try:
+            paths = [u if isinstance(u, str) else getattr(u, "name", u) for u in uploads or []]
+            return shown(session.predict_views(paths, int(resolution), texture, int(frames)))
+        except LRMError as exc:
+            raise gr.Error(str(exc)) from None
 
     from lrm.device import precision_name
 
@@ -118,13 +185,20 @@ def build_ui(session: DemoSession):
                     "the background (needs `lrm[rembg]`). Jobs run one at a time; the queue shows your place.")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="input", type="numpy", image_mode="RGBA")
-                remove_bg = gr.Checkbox(value=True, label="remove background (needs lrm[rembg])")
-                ratio = gr.Slider(0.5, 1.0, value=inf.foreground_ratio, step=0.05, label="foreground ratio")
+                with gr.Tab("one photo"):
+                    image = gr.Image(label="input", type="numpy", image_mode="RGBA")
+                    remove_bg = gr.Checkbox(value=True, label="remove background (needs lrm[rembg])")
+                    ratio = gr.Slider(0.5, 1.0, value=inf.foreground_ratio, step=0.05, label="foreground ratio")
+                    button = gr.Button("reconstruct", variant="primary")
+                if session.takes_views:
+                    with gr.Tab("several views"):
+                        gr.Markdown("A Zero123++ v1.2 sheet (3 x 2 tiles), or a `transforms.json` with its "
+                                    "images, or COLMAP's `cameras.txt` + `images.txt` with the frames.")
+                        uploads = gr.File(label="views and poses", file_count="multiple")
+                        views_button = gr.Button("reconstruct from views", variant="primary")
                 resolution = gr.Slider(64, 512, value=inf.mesh_resolution, step=32, label="mesh resolution")
                 texture = gr.Checkbox(value=False, label="bake a UV texture")
                 frames = gr.Slider(0, 120, value=30, step=1, label="turntable frames (0 = none)")
-                button = gr.Button("reconstruct", variant="primary")
             with gr.Column():
                 preview = gr.Image(label="what the model saw", interactive=False)
                 viewer = gr.Model3D(label="mesh")
@@ -134,8 +208,10 @@ def build_ui(session: DemoSession):
         examples = sorted(str(p) for p in EXAMPLES.glob("*.png")) if EXAMPLES.is_dir() else []
         if examples:
             gr.Examples(examples=examples, inputs=[image], label="examples (held-out renders)")
-        button.click(run, [image, remove_bg, ratio, resolution, texture, frames],
-                     [preview, viewer, files, video, message])
+        outputs = [preview, viewer, files, video, message]
+        button.click(run, [image, remove_bg, ratio, resolution, texture, frames], outputs)
+        if session.takes_views:
+            views_button.click(run_views, [uploads, resolution, texture, frames], outputs)
     return ui
 
 

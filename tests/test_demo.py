@@ -18,7 +18,63 @@ def session(tiny_model, tmp_path):
     planes = rec.encode(np.full((128, 128, 3), 0.5, np.float32))
     rec.inference.mesh_threshold = float(torch.quantile(rec.density_fn(planes)(torch.rand(4096, 3) * 2 - 1), 0.8))
     rec.inference.render_size = 16
-    return DemoSession(rec, tmp_path)
+    return DemoSession(rec, tmp_path, video_size=16)
+
+
+@pytest.fixture(scope="module")
+def views_session(tmp_path_factory):
+    """A demo session on a reduced InstantMesh-architecture model (random weights)."""
+    from test_weights_instantmesh import small_cfg
+
+    from lrm.model.lrm import LRM
+
+    torch.manual_seed(0)
+    rec = Reconstructor(LRM(small_cfg()).eval(), device="cpu", dtype="fp32")
+    planes = rec.model(torch.full((1, 1, 3, 64, 64), 0.5), rec.model.source_camera(1)[:, None])
+    rec.inference.mesh_threshold = float(torch.quantile(rec.density_fn(planes)(torch.rand(4096, 3) * 2 - 1), 0.8))
+    rec.inference.mesh_resolution, rec.inference.render_size = 32, 16
+    return DemoSession(rec, tmp_path_factory.mktemp("views"), video_size=16)
+
+
+def test_several_views_tab_takes_transforms_colmap_and_sheets(views_session, tmp_path):
+    """The demo's several-views work function: uploads (flat file lists, as a browser sends them)
+    of a transforms.json scene, a COLMAP capture and a Zero123++ sheet give the mesh the API
+    computes from the same views."""
+    import trimesh
+    from PIL import Image
+    from test_views import write_colmap_capture, write_scene
+
+    from lrm.views import read_views
+
+    write_scene(tmp_path / "scene", n=3, size=64)
+    write_colmap_capture(tmp_path / "cap", n=8)
+    sheet = np.zeros((960, 640, 4), np.uint8)
+    sheet[100:220, 100:220] = [200, 80, 40, 255]
+    Image.fromarray(sheet).save(tmp_path / "sheet.png")
+    uploads = {"scene": sorted((tmp_path / "scene").iterdir()),
+               "cap": sorted((tmp_path / "cap").rglob("*.*")),
+               "sheet": [tmp_path / "sheet.png"]}
+    sources = {"scene": str(tmp_path / "scene"), "cap": str(tmp_path / "cap"), "sheet": f"zero123pp:{tmp_path}/sheet.png"}
+    for kind, files in uploads.items():
+        result = views_session.predict_views(files, video_frames=2)
+        views = read_views(sources[kind])
+        assert result.message.startswith(f"{len(views.images)} views | ") and result.video.is_file()
+        want = views_session.rec.reconstruct_views(views.images, views.cameras16)
+        got = trimesh.load(result.glb, process=False, force="mesh")
+        assert len(got.faces) == len(want.mesh.faces) > 0, kind
+        np.testing.assert_allclose(np.sort(got.vertices[:, 0]), np.sort((want.mesh.vertices @ want.frame.T)[:, 0]),
+                                   atol=1e-4)
+
+
+def test_several_views_errors(views_session, session, tmp_path):
+    from test_views import write_scene
+
+    write_scene(tmp_path / "scene", n=2, size=64)
+    images = sorted((tmp_path / "scene").glob("*.png"))
+    for s, files, fragment in [(session, images, "takes one view"), (views_session, [], "upload"),
+                               (views_session, images, "transforms.json")]:
+        with pytest.raises(LRMError, match=fragment):
+            s.predict_views(files)
 
 
 def _green_box() -> np.ndarray:
