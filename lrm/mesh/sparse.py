@@ -15,8 +15,10 @@ would give no triangle, so the mesh equals the dense one whenever every label is
    disagreement is left.
 3. Rough fields: a fixed pseudo-random set of probe points (one grid point in `probe_every`)
    is queried; a probe on the wrong side of its settled block is a piece no lattice point saw.
-   Then, or when more than `dense_above` of the grid was queried anyway (noise everywhere),
-   the result is marked rough and `extract_mesh` computes the dense grid instead.
+   Then, or when the refined blocks of a level below the coarsest cover more than `dense_above`
+   of the box, or
+   that much of the grid was queried anyway (noise everywhere), the result is marked rough
+   and `extract_mesh` computes the dense grid instead (the busy case stops at once).
 
 Guarantee: the mesh is identical to the dense grid's (same vertices, same faces) unless some
 connected piece of the inside set {density > τ} (or of the outside set: a cavity) contains no
@@ -55,8 +57,9 @@ class SparseConfig:
     mc_chunk: int = 32  # marching cubes runs on chunks of this many cells a side (multiple of block)
     probe_every: int = 256  # one grid point in this many, fixed pseudo-random, is probed (0: none);
     # one on the wrong side of its settled block marks the field rough: extract_mesh goes dense
-    dense_above: float = 0.5  # a field that needed this fraction of the grid queried is rough too
-    # (noise everywhere): the rest of the grid costs less than the risk of a missed piece
+    dense_above: float = 0.5  # a field whose refined blocks cover this fraction of the box at a
+    # level below the coarsest, or that needed this fraction of the grid queried, is rough too:
+    # the dense grid then costs about as much and cannot miss a piece
 
 
 SHIFTS_ALL = np.array(list(np.ndindex(2, 2, 2)))  # [8, 3] corner offsets
@@ -146,6 +149,11 @@ def sparse_surface(
         view[sb[:, 0], :, sb[:, 1], :, sb[:, 2], :] = np.where(inside[settled], 1, -1).astype(np.int8)[
             :, None, None, None]
         stats["refined_per_level"].append(len(refine))
+        # most of the box still refined below the coarsest level (which refines crudely): noise everywhere
+        if level > 0 and len(refine) * s ** 3 >= cfg.dense_above * (r - 1) ** 3:
+            stats["probes"], stats["rough"] = 0, "busy"
+            sample = np.concatenate([v for _, v in samples.queried])
+            return SparseResult(np.zeros((0, 3)), np.zeros((0, 3), np.int64), samples.count, sample, stats)
         if s == b or refine.size == 0:
             break
         # the next lattice inside the refined blocks = the corners of their children
