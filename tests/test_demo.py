@@ -54,7 +54,8 @@ def test_several_views_tab_takes_transforms_colmap_and_sheets(views_session, tmp
     uploads = {"scene": sorted((tmp_path / "scene").iterdir()),
                "cap": sorted((tmp_path / "cap").rglob("*.*")),
                "sheet": [tmp_path / "sheet.png"]}
-    sources = {"scene": str(tmp_path / "scene"), "cap": str(tmp_path / "cap"), "sheet": f"zero123pp:{tmp_path}/sheet.png"}
+    sources = {"scene": str(tmp_path / "scene"), "cap": str(tmp_path / "cap"),
+               "sheet": f"zero123pp:{tmp_path}/sheet.png"}
     for kind, files in uploads.items():
         result = views_session.predict_views(files, video_frames=2)
         views = read_views(sources[kind])

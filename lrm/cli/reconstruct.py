@@ -153,8 +153,9 @@ DONE_NAME = ".lrm-done.json"  # written last into an image's folder: its outputs
 def _wanted(args: argparse.Namespace) -> dict:
     """What a run writes per image (recorded in DONE_NAME; a rerun skips an image only when
     a complete earlier run wrote at least this)."""
-    return {"mesh": None if args.no_mesh else f"mesh.{args.format}", "target_faces": args.target_faces, "views": args.views,
-            "video": args.video_frames if args.video else 0, "video_size": args.video_size if args.video else None,
+    return {"mesh": None if args.no_mesh else f"mesh.{args.format}", "target_faces": args.target_faces,
+            "views": args.views, "video": args.video_frames if args.video else 0,
+            "video_size": args.video_size if args.video else None,
             "splat": args.splat_resolution if args.splat else 0}
 
 
@@ -166,9 +167,11 @@ def is_done(folder: Path, args: argparse.Namespace) -> bool:
     except (OSError, ValueError):
         return False
     want = _wanted(args)
-    return (isinstance(done, dict) and (want["mesh"] is None or (done.get("mesh"), done.get("target_faces")) == (want["mesh"], want["target_faces"]))
-            and done.get("views", 0) >= want["views"] and (not want["video"] or (done.get("video"), done.get("video_size")) == (want["video"], want["video_size"]))
-            and (not want["splat"] or done.get("splat") == want["splat"]))
+    if not isinstance(done, dict):
+        return False
+    same = lambda *keys: all(done.get(k) == want[k] for k in keys)  # noqa: E731
+    return ((want["mesh"] is None or same("mesh", "target_faces")) and done.get("views", 0) >= want["views"]
+            and (not want["video"] or same("video", "video_size")) and (not want["splat"] or same("splat")))
 
 
 def check_writable(folder: Path) -> None:
@@ -309,7 +312,7 @@ def torch_threads() -> int:
 
 
 def _process(args: argparse.Namespace, out_dir: Path, rec, item: tuple[Path, str]) -> Written | str:
-    """One image -> its timings, or the message of the LRMError that stopped it."""
+    """One image -> what it wrote (timings, faces), or the message of the LRMError that stopped it."""
     img, name = item
     try:
         return reconstruct_one(rec, img, out_dir / name, args)
