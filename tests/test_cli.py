@@ -182,8 +182,8 @@ def test_skip_errors_finishes_the_folder(tmp_path, model_dir, rgba_image, capsys
 
 def test_turntable_size_frames_and_progress(tmp_path, model_dir, rgba_image, tiny_model, capsys, monkeypatch):
     """--video writes --video-frames frames at 30 fps, 256 px by default (the tiny model renders
-    32 px), the frames the API renders; LRM_PROGRESS=1 shows the turntable's bar; a rerun with
-    another --video-size redoes the video."""
+    32 px), the frames the API renders; LRM_PROGRESS=1 shows the turntable's bar (and, with
+    --exact, the dense mesh grid's); a rerun with another --video-size redoes the video."""
     import imageio.v2 as imageio
 
     from lrm.pipeline import Reconstructor
@@ -197,6 +197,10 @@ def test_turntable_size_frames_and_progress(tmp_path, model_dir, rgba_image, tin
             "--dtype", "fp32", "--video-frames"]
     assert main(args + ["2"]) == 0
     assert re.search(r"turntable: +\d+%.*\| \d/2 \[", capsys.readouterr().err)  # the frames' bar
+    exact = ["reconstruct", str(rgba_image), "-o", str(tmp_path / "exact"), "--model", str(model_dir), "--exact",
+             "--mesh-resolution", "24", "--mesh-threshold", f"{_mesh_threshold(tiny_model)}"]
+    assert main(exact) == 0
+    assert re.search(r"mesh grid 24³: +\d+%", capsys.readouterr().err)  # the dense grid's bar
     reader = imageio.get_reader(out / "disc" / "turntable.mp4")
     assert [f.shape for f in reader] == [(256, 256, 3)] * 2 and reader.get_meta_data()["fps"] == 30
     assert main(args + ["4", "--video-size", "32"]) == 0

@@ -59,13 +59,18 @@ def query_density(fn: Field, xyz: torch.Tensor, chunk: int, device=None) -> np.n
 @torch.no_grad()
 def evaluate_grid(fn: Field, resolution: int, radius: float, chunk: int, device=None) -> np.ndarray:
     """The dense reference: density at every grid point -> [R, R, R] float32 indexed [x, y, z]"""
+    from lrm.progress import bar
+
     r = resolution
     axis = grid_axis(r, radius)
     vol = np.empty(r ** 3, np.float32)
+    points = bar(r ** 3, f"mesh grid {r}³", unit="pt")
     for start in range(0, r ** 3, chunk):
         lin = torch.arange(start, min(start + chunk, r ** 3))
         xyz = torch.stack([axis[lin // (r * r)], axis[(lin // r) % r], axis[lin % r]], dim=-1)
         vol[start:start + len(lin)] = query_density(fn, xyz, chunk, device)
+        points.update(len(lin))
+    points.close()
     return vol.reshape(r, r, r)
 
 
