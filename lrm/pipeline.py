@@ -88,6 +88,7 @@ class Reconstructor:
                 quantize_(self.model)
         self.exact = exact
         self.rembg_model = REMBG_MODEL  # background-removal model for images without alpha
+        self.preprocess_style = "lrm"  # or an upstream's: lrm.preprocess_upstream.STYLES
         self._fast: dict = {}  # cache of fast_field
         self.inference: InferenceConfig = dataclasses.replace(self.model.cfg.inference)
 
@@ -98,8 +99,14 @@ class Reconstructor:
 
     # --- stages ------------------------------------------------------------------------
     def preprocess(self, image: ImageInput, remove_bg: bool = True, recenter: bool = True) -> np.ndarray:
-        """-> model input rgb [S, S, 3] float32 in [0, 1]"""
+        """-> model input rgb [S, S, 3] float32 in [0, 1]; `self.preprocess_style` other than "lrm"
+        reproduces an upstream's preprocessing (lrm.preprocess_upstream; `recenter` is then theirs)."""
         inf = self.inference
+        if self.preprocess_style != "lrm":
+            from lrm.preprocess_upstream import prepare_upstream
+
+            return prepare_upstream(image, self.preprocess_style, inf.source_size, inf.foreground_ratio,
+                                    remove_bg=remove_bg, rembg_model=self.rembg_model)
         rgb, _ = prepare(image, inf.source_size, inf.condition_background, inf.foreground_ratio,
                          remove_bg=remove_bg, do_recenter=recenter, rembg_model=self.rembg_model)
         return rgb

@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="marching-cubes grid side (default: the model's, 384 OpenLRM / 256 TripoSR)")
     p.add_argument("--mesh-threshold", type=float, default=None, metavar="T",
                    help="density iso-level (default: the model's, 3.0 OpenLRM / 25 TripoSR)")
+    p.add_argument("--preprocess", default="lrm", choices=["lrm", "triposr", "openlrm-cli"],
+                   help="input preprocessing: lrm's own, or exactly what TripoSR's run.py or OpenLRM's CLI "
+                        "feed their encoder, for comparing with their outputs (default: lrm)")
     p.add_argument("--target-faces", type=int, default=None, metavar="N",
                    help="decimate meshes above N faces to about N (quadric error; colours re-read from the "
                         "field); 0 keeps every marching-cubes face (default: 100000)")
@@ -220,6 +223,7 @@ def _apply_overrides(rec, args: argparse.Namespace) -> None:
             setattr(inf, attr, value)
     if getattr(args, "rembg_model", None):
         rec.rembg_model = args.rembg_model
+    rec.preprocess_style = getattr(args, "preprocess", "lrm")
     patch = rec.model.cfg.encoder.patch_size
     if inf.source_size % patch:
         raise LRMError(f"--source-size must be a multiple of the encoder patch size {patch}")
