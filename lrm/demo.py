@@ -18,6 +18,9 @@ from lrm.errors import LRMError
 from lrm.pipeline import Reconstructor
 
 
+MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS), as for files
+
+
 @dataclass
 class DemoResult:
     preview: np.ndarray  # [S, S, 3] float, what the model saw
@@ -47,6 +50,8 @@ class DemoSession:
         """image: [H, W, 3|4] uint8 -> outputs written under a fresh folder of `workdir`."""
         if image is None:
             raise LRMError("upload an image first")
+        if image.shape[0] * image.shape[1] > MAX_PIXELS:
+            raise LRMError(f"refusing a {image.shape[1]} x {image.shape[0]} image (over {MAX_PIXELS / 1e6:.0f} MP)")
         out = self._fresh()
         if foreground_ratio is not None:
             self.rec.inference.foreground_ratio = foreground_ratio
@@ -220,6 +225,13 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # in a source check
 
 def launch(ui, host: str, port: int, max_upload_mb: float = 20.0, max_queue: int = 64, **kw) -> None:
     """Serve `ui`: one job at a time (the CPU is the limit; more would only slow each other),
-    up to `max_queue` waiting with their place shown, uploads above `max_upload_mb` refused."""
+    up to `max_queue` waiting with their place shown, uploads above `max_upload_mb` refused, and
+    images over Pillow's 89 MP bomb limit refused before they are decoded (the warning Pillow
+    gives between 89 and 179 MP becomes an error in this process)."""
+    import warnings
+
+    from PIL import Image
+
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
     ui.queue(max_size=max_queue, default_concurrency_limit=1).launch(
         server_name=host, server_port=port, max_file_size=f"{max_upload_mb:g}mb", **kw)
