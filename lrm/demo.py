@@ -26,6 +26,7 @@ class DemoResult:
     preview: np.ndarray  # [S, S, 3] float, what the model saw
     glb: Path  # mesh for the 3D viewer (viewer frame)
     obj: Path  # the same mesh as OBJ, zipped with its .mtl and texture .png when textured (mesh.obj.zip)
+    ply: Path  # the same mesh as binary PLY with vertex colours (sampled from the texture when textured)
     splat: Path | None  # Gaussian splats (INRIA .ply), None when the field has no opaque voxel
     video: Path | None  # turntable (mp4, or gif without ffmpeg)
     message: str  # per-stage timings, or the reason a stage failed
@@ -115,13 +116,14 @@ class DemoSession:
         return out
 
     def _outputs(self, result, out: Path, video_frames: int) -> DemoResult:
-        """GLB, zipped OBJ, splats and turntable of one reconstruction, into `out`."""
+        """GLB, zipped OBJ, PLY, splats and turntable of one reconstruction, into `out`."""
         from lrm.mesh.export import export_mesh_files
         from lrm.splat import write_splat_ply
         from lrm.video import write_video
 
         glb = result.save_mesh(out / "mesh.glb")
         obj = _zipped(export_mesh_files(result.mesh, out / "mesh.obj", result.frame))
+        ply = result.save_mesh(out / "mesh.ply")
         video = None
         timings = dict(result.timings)
         t = time.perf_counter()
@@ -136,7 +138,7 @@ class DemoSession:
             video = write_video(frames, out / "turntable.mp4", fps=min(30, video_frames))
             timings["video"] = time.perf_counter() - t
         message = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
-        return DemoResult(result.image, glb, obj, splat, video, message)
+        return DemoResult(result.image, glb, obj, ply, splat, video, message)
 
 
 def _zipped(files: list[Path]) -> Path:
@@ -164,7 +166,7 @@ def build_ui(session: DemoSession):
         raise LRMError("the demo needs Gradio: pip install 'lrm[demo]'") from None
 
     def shown(r: DemoResult):
-        files = [str(r.glb), str(r.obj)] + ([str(r.splat)] if r.splat else [])
+        files = [str(r.glb), str(r.obj), str(r.ply)] + ([str(r.splat)] if r.splat else [])
         return r.preview, str(r.glb), files, str(r.video) if r.video else None, r.message
 
     def run(image, remove_bg, ratio, resolution, texture, frames):

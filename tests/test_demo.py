@@ -93,6 +93,11 @@ def test_predict_writes_mesh_and_video(session):
         assert z.namelist() == ["mesh.obj"]
         assert z.read("mesh.obj") == (result.obj.parent / "mesh.obj").read_bytes()
     assert result.video is not None and result.video.is_file()
+    import trimesh
+
+    glb = trimesh.load(result.glb, process=False, force="mesh")
+    ply = trimesh.load(result.ply, process=False, force="mesh")  # the same mesh, same frame, as PLY
+    assert len(ply.faces) == len(glb.faces) > 0 and np.allclose(ply.vertices, glb.vertices, atol=1e-6)
     assert result.preview.shape == (128, 128, 3)
     assert "encode" in result.message and "video" in result.message
 
