@@ -18,9 +18,6 @@ from lrm.errors import LRMError
 from lrm.pipeline import Reconstructor
 
 
-MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS), as for files
-
-
 @dataclass
 class DemoResult:
     preview: np.ndarray  # [S, S, 3] float, what the model saw
@@ -51,8 +48,11 @@ class DemoSession:
         """image: [H, W, 3|4] uint8 -> outputs written under a fresh folder of `workdir`."""
         if image is None:
             raise LRMError("upload an image first")
-        if image.shape[0] * image.shape[1] > MAX_PIXELS:
-            raise LRMError(f"refusing a {image.shape[1]} x {image.shape[0]} image (over {MAX_PIXELS / 1e6:.0f} MP)")
+        from PIL import Image
+
+        if image.shape[0] * image.shape[1] > Image.MAX_IMAGE_PIXELS:  # Pillow's bomb limit, as for files
+            raise LRMError(f"refusing a {image.shape[1]} x {image.shape[0]} image "
+                           f"(over {Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP)")
         out = self._fresh()
         if foreground_ratio is not None:
             self.rec.inference.foreground_ratio = foreground_ratio
@@ -84,18 +84,18 @@ class DemoSession:
         if not paths:
             raise LRMError("upload a Zero123++ sheet, or a transforms.json (or COLMAP cameras/images files) "
                            "with its images")
-        out = self._fresh()
         names = {p.name for p in paths}
         if len(names) != len(paths):
             raise LRMError("two uploaded files have the same name")
+        colmap = {"cameras.txt", "images.txt"} <= names or {"cameras.bin", "images.bin"} <= names
+        if len(paths) > 1 and not colmap and "transforms.json" not in names:
+            raise LRMError("several files need a transforms.json, or COLMAP's cameras.txt + images.txt, "
+                           "among them")
+        out = self._fresh()  # after the checks: a refused upload leaves no folder behind
         if len(paths) == 1:
             views = read_views(ZERO123PP_PREFIX + str(paths[0]))
         else:
             scene = out / "views"
-            colmap = {"cameras.txt", "images.txt"} <= names or {"cameras.bin", "images.bin"} <= names
-            if not colmap and "transforms.json" not in names:
-                raise LRMError("several files need a transforms.json, or COLMAP's cameras.txt + images.txt, "
-                               "among them")
             for p in paths:
                 model_file = colmap and p.name in ("cameras.txt", "images.txt", "cameras.bin", "images.bin",
                                                    "points3D.txt", "points3D.bin")

@@ -167,10 +167,8 @@ class Reconstructor:
         """planes: [1, 3, C, h, w] -> Mesh in the world frame (vertex colours, or a baked texture).
         A marching-cubes mesh above `target_faces` faces (0: no limit) is decimated to about that
         many (quadric error, lrm.mesh.simplify) and its colours are read from the field again."""
-        from lrm.mesh.extract import extract_mesh
-        from lrm.mesh.grid import query
+        from lrm.mesh.extract import extract_mesh, vertex_colors
         from lrm.mesh.simplify import simplify_mesh
-        from lrm.mesh.types import Mesh
 
         inf = self.inference
         mesh = extract_mesh(
@@ -178,13 +176,11 @@ class Reconstructor:
             resolution or inf.mesh_resolution,
             self.model.cfg.field.radius,
             inf.mesh_threshold if threshold is None else threshold,
-            color_fn=self.color_fn(planes),
             method="dense" if self.exact else "sparse",
         )
         if target_faces and len(mesh.faces) > target_faces:
             mesh = simplify_mesh(mesh, target_faces)
-            colors = query(self.color_fn(planes), torch.from_numpy(mesh.vertices), 65536)
-            mesh = Mesh(vertices=mesh.vertices, faces=mesh.faces, colors=np.clip(colors.reshape(-1, 3), 0.0, 1.0))
+        mesh = dataclasses.replace(mesh, colors=vertex_colors(self.color_fn(planes), mesh.vertices))  # once, at the end
         if texture:
             from lrm.mesh.texture import bake_texture
 
@@ -227,7 +223,7 @@ class Reconstructor:
             folded, grid = self.fast_field(planes, occupancy=True)
             fast = {"query": folded, "occupied": grid}
         rgbs, alphas = [], []
-        frames = bar(c2w.shape[0], desc, unit="frame") if desc else None
+        frames = bar(c2w.shape[0], desc, unit="frame")
         for i in range(0, c2w.shape[0], batch):
             with torch.inference_mode():  # fp32: rays and compositing are precision-sensitive
                 out = self.model.render(planes, c2w[None, i : i + batch].to(self.device),
@@ -235,10 +231,8 @@ class Reconstructor:
                                         **fast)
             rgbs.append(out["rgb"][0].permute(0, 2, 3, 1).float().clamp(0, 1).cpu())
             alphas.append(out["opacity"][0, :, 0].float().cpu())
-            if frames is not None:
-                frames.update(rgbs[-1].shape[0])
-        if frames is not None:
-            frames.close()
+            frames.update(rgbs[-1].shape[0])
+        frames.close()
         return {"rgb": torch.cat(rgbs).numpy(), "opacity": torch.cat(alphas).numpy()}
 
     def reconstruct(

@@ -20,6 +20,6 @@ def enabled() -> bool:
 
 
 def bar(total: int, desc: str, unit: str = "it") -> tqdm:
-    """A bar over `total` steps of the stage `desc`; call .update(n) and .close()."""
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, disable=not enabled(),
-                dynamic_ncols=True)
+    """A bar over `total` steps of the stage `desc` (none without a `desc`); call .update(n), .close()."""
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr,
+                disable=not (desc and enabled()), dynamic_ncols=True)

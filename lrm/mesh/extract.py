@@ -54,6 +54,12 @@ class ExtractStats:
     detail: dict = field(default_factory=dict)  # method-specific counts
 
 
+def vertex_colors(color_fn: Callable[[torch.Tensor], torch.Tensor], vertices: np.ndarray, chunk: int = 2 ** 18,
+                  device: torch.device | str | None = None) -> np.ndarray:
+    """color_fn queried at vertices [V, 3] world -> rgb [V, 3] float32 clipped to [0, 1]"""
+    return np.clip(query(color_fn, torch.from_numpy(vertices), chunk, device).reshape(-1, 3), 0.0, 1.0)
+
+
 def extract_mesh(
     density_fn: Callable[[torch.Tensor], torch.Tensor],
     resolution: int,
@@ -114,7 +120,7 @@ def extract_mesh(
     colors = None
     if color_fn is not None:
         t0 = time.perf_counter()
-        colors = np.clip(query(color_fn, torch.from_numpy(vertices), chunk, device).reshape(-1, 3), 0.0, 1.0)
+        colors = vertex_colors(color_fn, vertices, chunk, device)
         st.colors_s = time.perf_counter() - t0
     st.faces, st.vertices = len(faces), len(vertices)
     return Mesh(vertices=vertices, faces=faces, colors=colors)

@@ -16,9 +16,8 @@ would give no triangle, so the mesh equals the dense one whenever every label is
 3. Rough fields: a fixed pseudo-random set of probe points (one grid point in `probe_every`)
    is queried; a probe on the wrong side of its settled block is a piece no lattice point saw.
    Then, or when the refined blocks of a level below the coarsest cover more than `dense_above`
-   of the box, or
-   that much of the grid was queried anyway (noise everywhere), the result is marked rough
-   and `extract_mesh` computes the dense grid instead (the busy case stops at once).
+   of the box, or that much of the grid was queried anyway (noise everywhere), the result is
+   marked rough and `extract_mesh` computes the dense grid instead (the busy case stops at once).
 
 Guarantee: the mesh is identical to the dense grid's (same vertices, same faces) unless some
 connected piece of the inside set {density > τ} (or of the outside set: a cavity) contains no
@@ -126,6 +125,11 @@ def sparse_surface(
     labels = np.zeros((side,) * 3, np.int8)  # +1 settled inside, -1 settled outside, 0 evaluated
     stats: dict = {"refined_per_level": [], "closure_rounds": 0, "closure_blocks": 0}
 
+    def rough(why: str) -> SparseResult:  # no mesh: extract_mesh computes the dense grid instead
+        stats["rough"] = why
+        sample = np.concatenate([v for _, v in samples.queried])
+        return SparseResult(np.zeros((0, 3)), np.zeros((0, 3), np.int64), samples.count, sample, stats)
+
     # 1. top-down: settle blocks whose corners are clearly on one side, refine the others
     s, level = coarse, 0
     n = n_blocks(r, s)
@@ -151,9 +155,8 @@ def sparse_surface(
         stats["refined_per_level"].append(len(refine))
         # most of the box still refined below the coarsest level (which refines crudely): noise everywhere
         if level > 0 and len(refine) * s ** 3 >= cfg.dense_above * (r - 1) ** 3:
-            stats["probes"], stats["rough"] = 0, "busy"
-            sample = np.concatenate([v for _, v in samples.queried])
-            return SparseResult(np.zeros((0, 3)), np.zeros((0, 3), np.int64), samples.count, sample, stats)
+            stats["probes"] = 0
+            return rough("busy")
         if s == b or refine.size == 0:
             break
         # the next lattice inside the refined blocks = the corners of their children
@@ -209,18 +212,16 @@ def sparse_surface(
     # One inside a settled block on the wrong side of its label belongs to a piece of the
     # surface no lattice point saw (a rough field: noise, floaters): the result is marked
     # `rough` and extract_mesh falls back to the dense grid rather than drop surface.
-    stats["probes"], stats["rough"] = 0, "busy" if samples.count >= cfg.dense_above * r ** 3 else ""
-    if cfg.probe_every and not stats["rough"]:
+    stats["probes"], stats["rough"] = 0, ""
+    if samples.count >= cfg.dense_above * r ** 3:
+        return rough("busy")
+    if cfg.probe_every:
         coords = np.random.default_rng(0).integers(0, r, size=(max(1, r ** 3 // cfg.probe_every), 3))
         probe_lin, probe_vals = samples.ensure(np.unique(pack(coords[:, 0], coords[:, 1], coords[:, 2], r)))
         stats["probes"] = int(probe_lin.size)
         for blk, valid in containing_blocks(probe_lin, r, b, side):
             if (valid & disagrees(flat_labels[np.where(valid, blk, 0)], probe_vals)).any():
-                stats["rough"] = "probe"
-                break
-    if stats["rough"]:
-        sample = np.concatenate([v for _, v in samples.queried])
-        return SparseResult(np.zeros((0, 3)), np.zeros((0, 3), np.int64), samples.count, sample, stats)
+                return rough("probe")
 
     # 4. marching cubes over the chunks that hold evaluated blocks
     t0 = time.perf_counter()
