@@ -90,6 +90,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--overwrite", action="store_true", help="replace the shards already in SHARDS (default: refuse)")
     k.set_defaults(run=run_pack)
 
+    m = cmds.add_parser("slim", help="a small copy of a dataset for a remote trainer (input views + point subsets)",
+                        description="Copies DATASET to OUTPUT keeping what configs/tiny-lift.toml trains on: "
+                                    "the first --views views of each object (--val-views for val), no ring "
+                                    "views or meshes, and a fixed random subset of each object's point samples. "
+                                    "Resumable: objects already in OUTPUT are kept.")
+    m.add_argument("dataset", metavar="DATASET")
+    m.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="folder for the slim copy")
+    m.add_argument("--views", type=int, default=1, help="views per object, view 0 first (default: 1)")
+    m.add_argument("--val-views", type=int, default=4, help="views per val object (default: 4)")
+    m.add_argument("--occupancy-points", type=int, default=4096, help="inside/outside points per object, 0 = all (default: 4096)")
+    m.add_argument("--surface-points", type=int, default=2048, help="surface points per object, 0 = all (default: 2048)")
+    m.add_argument("--splits", default="train,val", help="comma-separated splits to copy (default: train,val)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar (default: show)")
+    m.set_defaults(run=run_slim)
+
     i = cmds.add_parser("info", help="summarise a dataset")
     i.add_argument("dataset", metavar="DATASET")
     i.set_defaults(run=run_info)
@@ -191,6 +206,28 @@ def run_capture(args: argparse.Namespace) -> int:
         ok += 1
     fmt.index_dataset(args.output)
     print(f"{args.output}: {ok} captures imported, {failed} skipped", file=sys.stderr)
+    return 0
+
+
+def run_slim(args: argparse.Namespace) -> int:
+    from lrm import progress
+    from lrm.data.slim import SlimConfig, slim
+
+    cfg = SlimConfig(views=args.views, val_views=args.val_views, occupancy_points=args.occupancy_points,
+                     surface_points=args.surface_points, splits=tuple(filter(None, args.splits.split(","))))
+    bars = []
+
+    def step(done: int, total: int) -> None:
+        if not bars:
+            bars.append(progress.bar(total, "" if args.quiet else "slim", unit="object"))
+        bars[0].update(1)
+
+    try:
+        ids = slim(args.dataset, args.output, cfg, progress=step)
+    finally:
+        for b in bars:
+            b.close()
+    print(f"{args.output}: {len(ids)} objects", file=sys.stderr)
     return 0
 
 

@@ -85,6 +85,14 @@ def _stop_on_signal():
             signal.signal(s, h)
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader worker init: leave SIGTERM/SIGINT to the main process. `timeout`, Slurm's
+    scancel and Ctrl-C signal the whole process group; a worker killed by it would make the main
+    process fail at its next batch instead of saving a checkpoint and stopping."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def build_model(cfg: TrainConfig, resume_from: Path | None) -> LRM:
     """The model to train: from a checkpoint, a model to fine-tune (--init), or new."""
     from lrm.hub import load_folder, load_model
@@ -192,7 +200,8 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
     end = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
     batches = StepBatches(start, end, cfg.batch_size, cfg.accumulation, acc.process_index, acc.num_processes)
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, collate_fn=collate,
-                                         num_workers=cfg.data.workers)
+                                         num_workers=cfg.data.workers,
+                                         worker_init_fn=_ignore_stop_signals if cfg.data.workers else None)
     val_items = []
     if sharded and cfg.val_every:
         warnings.warn("validation is skipped under FSDP/DeepSpeed (sharded parameters)", stacklevel=2)
