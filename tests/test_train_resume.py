@@ -92,22 +92,29 @@ def test_other_damage_is_detected(tmp_path, damage):
         train(micro(root, run, steps=2), resume="auto", progress=False)
 
 
-def test_sigterm_stops_with_a_checkpoint_that_resumes(tmp_path):
-    """A real process is sent SIGTERM mid-run; it saves a checkpoint and exits cleanly."""
-    cfg = micro(dataset(tmp_path), tmp_path / "run", steps=100000, checkpoint_every=100000)
+@pytest.mark.parametrize("group", [False, True], ids=["process", "process-group"])
+def test_sigterm_stops_with_a_checkpoint_that_resumes(tmp_path, group):
+    """A real process is sent SIGTERM mid-run; it saves a checkpoint and exits cleanly. With
+    `group`, the signal goes to its whole process group, loader worker included, as `timeout`,
+    Slurm's scancel and Ctrl-C send it: the worker must leave it to the main process."""
+    cfg = micro(dataset(tmp_path), tmp_path / "run", steps=100000, checkpoint_every=100000,
+                data={"workers": 1 if group else 0})
     save_config(cfg, tmp_path / "cfg.json")
     script = ("import sys, torch; torch.set_num_threads(1); from lrm.cli.train import add_parser; "
               "import argparse; p = argparse.ArgumentParser(); add_parser(p.add_subparsers()); "
               "a = p.parse_args(['train', '--config', sys.argv[1], '--no-progress']); sys.exit(a.run(a))")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cfg.json")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group)
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.time() + 120
     while not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    if group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
     [(step, folder)] = ckpt.list_checkpoints(tmp_path / "run")
