@@ -4,9 +4,10 @@
     python benchmarks/bench_turntable.py --sizes 256 --frames 60 --exact
 
 Renders the orbit `lrm reconstruct --video` writes (Reconstructor.turntable; video encoding not
-included) in the fast mode (empty-space skipping) and, with --exact, the exact one, one after
-the other in this process. Wall seconds per turntable and per frame, and each row's time relative
-to the first row of the same mode. The CPU and the load average are printed: compare rows of
+included) from the reconstruction's coloured mesh (rasterised: `--video-source mesh`, the
+default), from the field in the fast mode (empty-space skipping: `--video-source field`) and,
+with --exact, in the exact one, one after the other in this process. Wall seconds per turntable
+and per frame, and each row's time relative to the mesh row of the same size. The CPU and the load average are printed: compare rows of
 one run, the machines are shared.
 """
 
@@ -40,20 +41,22 @@ def main() -> None:
     import torch
 
     print(f"CPU: {cpu_name()}, {torch.get_num_threads()} thread(s), load {os.getloadavg()[0]:.2f}")
-    modes = ["fast", "exact"] if args.exact else ["fast"]
-    print(f"| mode | size | frames | turntable s | s/frame | vs first row |\n|---|---|---|---|---|---|")
-    for mode in modes:
-        rec = Reconstructor(args.model, device="cpu", dtype="fp32", exact=mode == "exact")
-        planes = rec.reconstruct(args.image, mesh=False).planes
-        rec.turntable(planes, 2, 64)  # warm-up
-        first = None
-        for size in map(int, args.sizes.split(",")):
+    modes = ["mesh", "fast", "exact"] if args.exact else ["mesh", "fast"]
+    print("| source | size | frames | turntable s | s/frame | vs mesh |\n|---|---|---|---|---|---|")
+    recs = {mode: Reconstructor(args.model, device="cpu", dtype="fp32", exact=mode == "exact") for mode in modes}
+    result = recs["mesh"].reconstruct(args.image)
+    print(f"mesh: {len(result.mesh.faces)} faces")
+    for rec in recs.values():
+        rec.turntable(result.planes, 2, 64)  # warm-up
+    for size in map(int, args.sizes.split(",")):
+        base = None
+        for mode, rec in recs.items():
             t = time.perf_counter()
-            rec.turntable(planes, args.frames, size)
+            rec.turntable(result.planes, args.frames, size, mesh=result.mesh if mode == "mesh" else None)
             took = time.perf_counter() - t
-            first = first or took
-            print(f"| {mode} | {size} | {args.frames} | {took:.2f} | {took / args.frames:.3f} | {took / first:.2f}x |")
-
+            base = base or took
+            name = "mesh" if mode == "mesh" else f"field, {mode}"
+            print(f"| {name} | {size} | {args.frames} | {took:.2f} | {took / args.frames:.3f} | {took / base:.2f}x |")
 
 if __name__ == "__main__":
     main()

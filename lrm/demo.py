@@ -134,7 +134,7 @@ class DemoSession:
             splat = None
         if video_frames > 0:
             t = time.perf_counter()
-            frames = self.rec.turntable(result.planes, video_frames, self.video_size)
+            frames = self.rec.turntable(result.planes, video_frames, self.video_size, mesh=result.mesh)
             video = write_video(frames, out / "turntable.mp4", fps=min(30, video_frames))
             timings["video"] = time.perf_counter() - t
         message = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())

@@ -180,6 +180,33 @@ def test_skip_errors_finishes_the_folder(tmp_path, model_dir, rgba_image, capsys
     assert (tmp_path / "out" / "b_disc" / "input.png").is_file() and not (tmp_path / "out" / "a_broken").exists()
 
 
+def test_turntable_source_mesh_by_default_field_on_request(tmp_path, model_dir, rgba_image, tiny_model, capsys):
+    """--video shows the reconstruction's coloured mesh (the frames the API rasterises);
+    --video-source field re-renders the video from the field on a rerun (not skipped)."""
+    import imageio.v2 as imageio
+
+    from lrm.pipeline import Reconstructor
+    from lrm.video import ffmpeg_available
+
+    if not ffmpeg_available():
+        pytest.skip("imageio-ffmpeg is not installed")
+    thr = _mesh_threshold(tiny_model)
+    out = tmp_path / "out"
+    args = ["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir), "--video", "--dtype", "fp32",
+            "--video-frames", "3", "--video-size", "32", "--mesh-resolution", "24", "--mesh-threshold", f"{thr}"]
+    assert main(args) == 0
+    read = lambda: np.stack([f for f in imageio.get_reader(out / "disc" / "turntable.mp4")]).astype(np.float32) / 255  # noqa: E731
+    rec = Reconstructor(tiny_model, device="cpu", dtype="fp32")
+    result = rec.reconstruct(rgba_image, mesh_resolution=24, mesh_threshold=thr)
+    mesh_frames, field_frames = rec.turntable(result.planes, 3, 32, mesh=result.mesh), rec.turntable(result.planes, 3, 32)
+    assert np.abs(mesh_frames - field_frames).mean() > 0.05  # the two sources differ visibly
+    assert np.abs(read() - mesh_frames).mean() < 0.02  # H.264 at quality 8
+    capsys.readouterr()
+    assert main(args + ["--video-source", "field"]) == 0
+    assert "skipping" not in capsys.readouterr().err
+    assert np.abs(read() - field_frames).mean() < 0.02
+
+
 def test_turntable_size_frames_and_progress(tmp_path, model_dir, rgba_image, tiny_model, capsys, monkeypatch):
     """--video writes --video-frames frames at 30 fps, 256 px by default (the tiny model renders
     32 px), the frames the API renders; LRM_PROGRESS=1 shows the turntable's bar (and, with

@@ -59,6 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-frames", type=int, default=60, metavar="N", help="turntable frames (default: 60)")
     p.add_argument("--video-size", type=int, default=None, metavar="PX",
                    help="turntable frame side (default: 256, or the model's render size if larger)")
+    p.add_argument("--video-source", choices=["mesh", "field"], default="mesh",
+                   help="turntable of the coloured mesh (rasterised, fast) or of the field (volume rendered, "
+                        "as TripoSR/OpenLRM videos; used anyway with --no-mesh) (default: mesh)")
     p.add_argument("--render-size", type=int, default=None, metavar="PX",
                    help="side of rendered views (default: the model's)")
     p.add_argument("--source-size", type=int, default=None, metavar="PX",
@@ -159,6 +162,7 @@ def _wanted(args: argparse.Namespace) -> dict:
     return {"mesh": None if args.no_mesh else f"mesh.{args.format}", "target_faces": args.target_faces,
             "views": args.views, "video": args.video_frames if args.video else 0,
             "video_size": args.video_size if args.video else None,
+            "video_source": args.video_source if args.video else None,
             "splat": args.splat_resolution if args.splat else 0}
 
 
@@ -174,7 +178,7 @@ def is_done(folder: Path, args: argparse.Namespace) -> bool:
         return False
     same = lambda *keys: all(done.get(k) == want[k] for k in keys)  # noqa: E731
     return ((want["mesh"] is None or same("mesh", "target_faces")) and done.get("views", 0) >= want["views"]
-            and (not want["video"] or same("video", "video_size")) and (not want["splat"] or same("splat")))
+            and (not want["video"] or same("video", "video_size", "video_source")) and (not want["splat"] or same("splat")))
 
 
 def check_writable(folder: Path) -> None:
@@ -402,7 +406,8 @@ def write_outputs(rec, result, folder: Path, args: argparse.Namespace) -> Writte
         timings["views"] = time.perf_counter() - t
     if args.video:
         t = time.perf_counter()
-        rgb = rec.turntable(result.planes, args.video_frames, args.video_size, desc="turntable")
+        mesh = result.mesh if args.video_source == "mesh" else None
+        rgb = rec.turntable(result.planes, args.video_frames, args.video_size, desc="turntable", mesh=mesh)
         write_video(rgb, folder / "turntable.mp4", fps=30)
         timings["video"] = time.perf_counter() - t
     import json
