@@ -57,7 +57,7 @@ class DemoSession:
         if foreground_ratio is not None:
             self.rec.inference.foreground_ratio = foreground_ratio
         result = self.rec.reconstruct(image, remove_bg=remove_bg, mesh_resolution=mesh_resolution,
-                                      texture=texture)
+                                      texture=texture, photo_colors=True)
         return self._outputs(result, out, video_frames)
 
     @property

@@ -267,8 +267,11 @@ class Reconstructor:
         texture: bool = False,
         texture_resolution: int = 1024,
         target_faces: int = TARGET_FACES,
+        photo_colors: bool = False,
     ) -> Reconstruction:
-        """One image -> planes (+ mesh), with per-stage timings. target_faces: see extract_mesh."""
+        """One image -> planes (+ mesh), with per-stage timings. target_faces: see extract_mesh;
+        photo_colors: vertex colours from the input photo where it sees the mesh (see
+        `photo_colors`)."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
         rgb = self.preprocess(image, remove_bg=remove_bg, recenter=recenter)
@@ -276,8 +279,23 @@ class Reconstructor:
         t = time.perf_counter()
         planes = self.encode(rgb, source_distance)
         timings["encode"] = time.perf_counter() - t
-        return self._with_mesh(planes, rgb, self.inference.front_azimuth, timings, mesh, mesh_resolution,
-                               mesh_threshold, texture, texture_resolution, target_faces)
+        result = self._with_mesh(planes, rgb, self.inference.front_azimuth, timings, mesh, mesh_resolution,
+                                 mesh_threshold, texture, texture_resolution, target_faces)
+        if photo_colors and result.mesh is not None:
+            t = time.perf_counter()
+            result.mesh = self.photo_colors(result.mesh, rgb, source_distance)
+            timings["photo colours"] = time.perf_counter() - t
+        return result
+
+    def photo_colors(self, mesh: Mesh, image: np.ndarray, source_distance: float | None = None) -> Mesh:
+        """mesh: this model's reconstruction (world frame); image: [S, S, 3] the input it saw
+        (Reconstruction.image) -> the mesh with the photo's colours where the input camera (the
+        canonical one at `source_distance`) sees it squarely (lrm.mesh.photo_colors)."""
+        from lrm.mesh.photo_colors import photo_colors
+
+        inf = self.inference
+        c2w = cameras.canonical_c2w(inf.source_distance if source_distance is None else source_distance)
+        return photo_colors(mesh, image, c2w.numpy(), cameras.intrinsics(inf.source_focal)[0].numpy())
 
     def _with_mesh(self, planes: torch.Tensor, image: np.ndarray, azimuth: float, timings: dict[str, float],
                    mesh: bool, resolution: int | None, threshold: float | None, texture: bool,

@@ -197,7 +197,7 @@ def test_turntable_source_mesh_by_default_field_on_request(tmp_path, model_dir, 
     assert main(args) == 0
     read = lambda: np.stack([f for f in imageio.get_reader(out / "disc" / "turntable.mp4")]).astype(np.float32) / 255  # noqa: E731
     rec = Reconstructor(tiny_model, device="cpu", dtype="fp32")
-    result = rec.reconstruct(rgba_image, mesh_resolution=24, mesh_threshold=thr)
+    result = rec.reconstruct(rgba_image, mesh_resolution=24, mesh_threshold=thr, photo_colors=True)
     mesh_frames, field_frames = rec.turntable(result.planes, 3, 32, mesh=result.mesh), rec.turntable(result.planes, 3, 32)
     assert np.abs(mesh_frames - field_frames).mean() > 0.05  # the two sources differ visibly
     assert np.abs(read() - mesh_frames).mean() < 0.02  # H.264 at quality 8

@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="marching-cubes grid side (default: the model's)")
     p.add_argument("--mesh-threshold", type=float, default=None, metavar="T",
                    help="density iso-level (default: the model's)")
+    p.add_argument("--vertex-colors", choices=["field", "photo"], default="photo",
+                   help="mesh vertex colours: the colour field's, or the input photo's where it sees the mesh "
+                        "squarely (as `lrm reconstruct`; default: photo)")
     p.add_argument("--shuffle", action="store_true",
                    help="also score each object against the prediction from another object's input: the "
                         "control that shows whether the output depends on the input (default: off)")
@@ -116,7 +119,7 @@ def _predictor(args: argparse.Namespace):
     from lrm.pipeline import Reconstructor
 
     rec = Reconstructor(args.model, device=args.device, dtype=args.dtype)
-    return ModelPredictor(rec, args.mesh_resolution, args.mesh_threshold)
+    return ModelPredictor(rec, args.mesh_resolution, args.mesh_threshold, photo_colors=args.vertex_colors == "photo")
 
 
 def _progress(e: dict) -> None:

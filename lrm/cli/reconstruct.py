@@ -46,6 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="decimate meshes above N faces to about N (quadric error; colours re-read from the "
                         "field); 0 keeps every marching-cubes face (default: 100000)")
     p.add_argument("--texture", action="store_true", help="bake a UV texture instead of vertex colours (default: off)")
+    p.add_argument("--vertex-colors", choices=["photo", "field"], default="photo",
+                   help="photo: where the input camera sees the mesh squarely, the photo's colours; elsewhere "
+                        "the colour field's. field: the colour field's everywhere (as TripoSR/OpenLRM). One view "
+                        "only; a --texture is baked from the field (default: photo)")
     p.add_argument("--texture-resolution", type=int, default=1024, metavar="N",
                    help="texture side in pixels (default: 1024)")
     p.add_argument("--splat", action="store_true",
@@ -160,6 +164,7 @@ def _wanted(args: argparse.Namespace) -> dict:
     """What a run writes per image (recorded in DONE_NAME; a rerun skips an image only when
     a complete earlier run wrote at least this)."""
     return {"mesh": None if args.no_mesh else f"mesh.{args.format}", "target_faces": args.target_faces,
+            "vertex_colors": None if args.no_mesh else args.vertex_colors,
             "views": args.views, "video": args.video_frames if args.video else 0,
             "video_size": args.video_size if args.video else None,
             "video_source": args.video_source if args.video else None,
@@ -177,7 +182,7 @@ def is_done(folder: Path, args: argparse.Namespace) -> bool:
     if not isinstance(done, dict):
         return False
     same = lambda *keys: all(done.get(k) == want[k] for k in keys)  # noqa: E731
-    return ((want["mesh"] is None or same("mesh", "target_faces")) and done.get("views", 0) >= want["views"]
+    return ((want["mesh"] is None or same("mesh", "target_faces", "vertex_colors")) and done.get("views", 0) >= want["views"]
             and (not want["video"] or same("video", "video_size", "video_source")) and (not want["splat"] or same("splat")))
 
 
@@ -373,6 +378,7 @@ def reconstruct_one(rec, image: Path, folder: Path, args: argparse.Namespace) ->
     result = rec.reconstruct(
         image, remove_bg=not args.no_remove_bg, recenter=not args.no_recenter, mesh=not args.no_mesh,
         texture=args.texture, texture_resolution=args.texture_resolution, **_faces(args),
+        photo_colors=args.vertex_colors == "photo",
     )
     return write_outputs(rec, result, folder, args)
 

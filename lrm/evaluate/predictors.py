@@ -54,8 +54,10 @@ class ModelPredictor:
     present: no background removal; already framed by its camera: no recentring), then extract
     the mesh; an empty surface is recorded, and the rendered views are still evaluated."""
 
-    def __init__(self, reconstructor, mesh_resolution: int | None = None, mesh_threshold: float | None = None):
+    def __init__(self, reconstructor, mesh_resolution: int | None = None, mesh_threshold: float | None = None,
+                 photo_colors: bool = False):
         self.rec = reconstructor
+        self.photo_colors = photo_colors  # mesh vertex colours from the input where it sees (Reconstructor.photo_colors)
         self.device = reconstructor.device
         inf = reconstructor.inference
         self.name = reconstructor.model.cfg.name
@@ -68,7 +70,8 @@ class ModelPredictor:
     def describe(self) -> dict:
         return {"name": self.name, "kind": "model", "front_azimuth": self.front_azimuth,
                 "camera_conditioned": self.camera_conditioned, "device": str(self.rec.device),
-                "mesh_resolution": self.mesh_resolution, "mesh_threshold": self.mesh_threshold}
+                "mesh_resolution": self.mesh_resolution, "mesh_threshold": self.mesh_threshold,
+                "vertex_colors": "photo" if self.photo_colors else "field"}
 
     def predict(self, rgba: np.ndarray, distance: float, gt: trimesh.Trimesh | None = None) -> Prediction:
         """rgba: [H, W, 4] uint8 input view; distance: its camera's distance from the origin."""
@@ -80,6 +83,8 @@ class ModelPredictor:
         try:
             # every marching-cubes face: the geometry metrics score the field's surface, not a decimation
             m = self.rec.extract_mesh(planes, self.mesh_resolution, self.mesh_threshold, target_faces=0)
+            if self.photo_colors and len(m.faces):
+                m = self.rec.photo_colors(m, r.image, distance if self.camera_conditioned else None)
             mesh = as_trimesh(m) if len(m.faces) else None
             error = None if mesh is not None else "the extracted mesh has no faces"
         except EmptySurfaceError as exc:
