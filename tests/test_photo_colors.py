@@ -120,3 +120,18 @@ def test_the_bundled_model_mesh_shows_the_photo_from_the_input_view():
     rgb, alpha = rasterize(photo.mesh.vertices, photo.mesh.faces, photo.mesh.colors, c2w, intr, size)
     r, g, b = rgb[alpha > 0].mean(0)
     assert r > 1.5 * g and r > 1.5 * b, (r, g, b)
+
+
+def test_a_texture_takes_the_photo_too():
+    """A textured square (uv = its x, z scaled to [0, 1]): texels left of the middle column are
+    red, right of it blue, as the photo; its vertex colours change as in the untextured case."""
+    mesh = _facing()
+    uv = (mesh.vertices[:, [0, 2]] + 0.4) / 0.8
+    textured = Mesh(mesh.vertices, mesh.faces, mesh.colors, uv, np.full((32, 32, 3), 128, np.uint8))
+    out = photo_colors(textured, _photo(), C2W, INTR)
+    assert out.texture.shape == (32, 32, 3) and out.texture.dtype == np.uint8
+    np.testing.assert_array_equal(textured.texture, 128)  # not modified in place
+    left, right = out.texture[:, 2:14].reshape(-1, 3), out.texture[:, 18:30].reshape(-1, 3)
+    np.testing.assert_array_equal(left, np.broadcast_to([255, 0, 0], left.shape))
+    np.testing.assert_array_equal(right, np.broadcast_to([0, 0, 255], right.shape))
+    np.testing.assert_allclose(out.colors, photo_colors(mesh, _photo(), C2W, INTR).colors)

@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vertex-colors", choices=["photo", "field"], default="photo",
                    help="photo: where the input camera sees the mesh squarely, the photo's colours; elsewhere "
                         "the colour field's. field: the colour field's everywhere (as TripoSR/OpenLRM). One view "
-                        "only; a --texture is baked from the field (default: photo)")
+                        "only; applies to a --texture too (default: photo)")
     p.add_argument("--texture-resolution", type=int, default=1024, metavar="N",
                    help="texture side in pixels (default: 1024)")
     p.add_argument("--splat", action="store_true",
