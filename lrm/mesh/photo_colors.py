@@ -19,25 +19,30 @@ GRAZING, SQUARE = 0.15, 0.5  # view-cosine ramp of the photo's weight
 TOLERANCE = 0.02  # world distance a point may lie behind the depth buffer and still count as seen
 
 
-def photo_weights(points: np.ndarray, normals: np.ndarray, mesh: Mesh, c2w: np.ndarray, intrinsics: np.ndarray,
-                  size: int) -> tuple[np.ndarray, np.ndarray]:
-    """points, normals: [M, 3] surface points of `mesh` (world frame of the camera) and their unit
-    outward normals; c2w: [4, 4] OpenGL camera-to-world; intrinsics: [4] normalised; size: side
-    of the photo in pixels -> weight [M] in [0, 1] (0 = hidden or grazing), pixel coordinates
-    [M, 2] (column, row; pixel centres at integers)."""
-    from lrm.evaluate.raster import _project, rasterize
+def depth_image(mesh: Mesh, c2w: np.ndarray, intrinsics: np.ndarray, size: int) -> np.ndarray:
+    """The mesh's distance from the camera per pixel: [size, size], inf where it covers nothing."""
+    from lrm.evaluate.raster import rasterize
 
-    p = np.asarray(points, np.float64)
-    if len(mesh.faces) == 0 or len(p) == 0:
-        return np.zeros(len(p)), np.zeros((len(p), 2))
     v = mesh.vertices.astype(np.float64)
-    eye = np.asarray(c2w, np.float64)[:3, 3]
-    vdist = np.linalg.norm(v - eye, axis=1)
+    vdist = np.linalg.norm(v - np.asarray(c2w, np.float64)[:3, 3], axis=1)
     zbuf, covered = rasterize(v, mesh.faces, np.repeat(vdist[:, None], 3, axis=1), c2w, intrinsics, size,
                               background=np.inf)
-    depth_image = np.where(covered > 0, zbuf[..., 0], np.inf)
+    return np.where(covered > 0, zbuf[..., 0], np.inf)
+
+
+def photo_weights(points: np.ndarray, normals: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                  intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """points, normals: [M, 3] surface points (world frame of the camera) and their unit outward
+    normals; depth: [S, S] the surface's `depth_image` from this camera; c2w: [4, 4] OpenGL
+    camera-to-world; intrinsics: [4] normalised -> weight [M] in [0, 1] (0 = hidden or
+    grazing), pixel coordinates [M, 2] (column, row; pixel centres at integers)."""
+    from lrm.evaluate.raster import _project
+
+    p = np.asarray(points, np.float64)
+    size = depth.shape[0]
+    eye = np.asarray(c2w, np.float64)[:3, 3]
     dist = np.linalg.norm(p - eye, axis=1)
-    uv, depth = _project(p, c2w, intrinsics, size)
+    uv, ahead = _project(p, c2w, intrinsics, size)
     # the nearest surface over the 2 x 2 pixels around the projection (a point on the mesh's
     # outline projects between covered and uncovered pixel centres)
     lo = np.floor(uv).astype(np.int64)
@@ -46,14 +51,14 @@ def photo_weights(points: np.ndarray, normals: np.ndarray, mesh: Mesh, c2w: np.n
         for dr in (0, 1):
             col, row = lo[:, 0] + dc, lo[:, 1] + dr
             ok = (col >= 0) & (col < size) & (row >= 0) & (row < size)
-            z = depth_image[row.clip(0, size - 1), col.clip(0, size - 1)]
+            z = depth[row.clip(0, size - 1), col.clip(0, size - 1)]
             near = np.minimum(near, np.where(ok, z, np.inf))
     cos = np.einsum("nc,nc->n", np.asarray(normals, np.float64), (eye - p) / dist[:, None])
     # a neighbouring pixel centre (up to √2 px away) on the point's own surface is nearer by up
     # to √2 · (pixel footprint) · tan(view angle)
     footprint = dist / (float(intrinsics[0]) * size)
     slope = np.sqrt(np.clip(1 - cos**2, 0, 1)) / np.maximum(cos, GRAZING)
-    seen = (depth > 0) & (dist <= near + TOLERANCE + 1.5 * footprint * slope)
+    seen = (ahead > 0) & (dist <= near + TOLERANCE + 1.5 * footprint * slope)
     weight = np.clip((cos - GRAZING) / (SQUARE - GRAZING), 0.0, 1.0) * seen
     return weight, uv
 
@@ -77,12 +82,12 @@ def photo_colors(mesh: Mesh, photo: np.ndarray, c2w: np.ndarray, intrinsics: np.
     """photo: [S, S, 3] float in [0, 1], the image the model saw, taken by camera (c2w [4, 4],
     intrinsics [4]) -> a copy of the mesh with its vertex colours, and its texture if it has one,
     blended towards the photo's. A mesh with neither is returned as it is."""
-    if mesh.colors is None and mesh.texture is None:
+    if (mesh.colors is None and mesh.texture is None) or len(mesh.faces) == 0:
         return mesh
-    size = photo.shape[0]
+    depth = depth_image(mesh, c2w, intrinsics, photo.shape[0])  # once, for vertices and texels
     colors, texture = mesh.colors, mesh.texture
     if colors is not None:
-        weight, uv = photo_weights(mesh.vertices, mesh.vertex_normals(), mesh, c2w, intrinsics, size)
+        weight, uv = photo_weights(mesh.vertices, mesh.vertex_normals(), depth, c2w, intrinsics)
         colors = _blend(colors, _sample(photo, uv), weight).astype(np.float32)
     if texture is not None:
         from lrm.mesh.raster import rasterize_uv
@@ -91,7 +96,7 @@ def photo_colors(mesh: Mesh, photo: np.ndarray, c2w: np.ndarray, intrinsics: np.
         covered = face >= 0
         corners = mesh.vertices.astype(np.float64)[mesh.faces[face[covered]]]  # [M, 3, 3]
         points = np.einsum("mk,mkc->mc", bary[covered].astype(np.float64), corners)
-        weight, uv = photo_weights(points, mesh.face_normals()[face[covered]], mesh, c2w, intrinsics, size)
+        weight, uv = photo_weights(points, mesh.face_normals()[face[covered]], depth, c2w, intrinsics)
         texture = texture.copy()
         texels = texture[covered].astype(np.float64) / 255.0
         texture[covered] = np.round(_blend(texels, _sample(photo, uv), weight).clip(0, 1) * 255).astype(np.uint8)
