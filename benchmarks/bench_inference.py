@@ -192,7 +192,7 @@ def _accuracy(work: Path, arch: str) -> dict:
         acc["psnr_db"] = 10 * math.log10(1 / mse) if mse > 0 else math.inf
     meshes = [work / f"{arch}-{m}-mesh.npz" for m in ("exact", "fast")]
     if all(m.is_file() for m in meshes):
-        from lrm.surface_distance import surface_chamfer
+        from lrm.fitting.surface_distance import surface_chamfer
 
         a, b = (np.load(m) for m in meshes)
         acc["chamfer"] = surface_chamfer(trimesh.Trimesh(a["v"], a["f"], process=False),

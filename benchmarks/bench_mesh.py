@@ -63,7 +63,7 @@ def run(fn, color, res, radius, tau, method, cfg, chunk):
 
 
 def texture_row(mesh, color, faces: int) -> None:
-    from lrm.mesh.raster import rasterize_uv
+    from lrm.mesh.texel_map import rasterize_uv
     from lrm.mesh.simplify import simplify_mesh
     from lrm.mesh.texture import bake_texture, uv_atlas
 

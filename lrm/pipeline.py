@@ -214,7 +214,7 @@ class Reconstructor:
         size = size or max(TURNTABLE_MIN_SIZE, self.inference.render_size)
         if mesh is None or mesh.colors is None:
             return self.render_views(planes, c2w, intr, size=size, desc=desc)["rgb"]
-        from lrm.evaluate.raster import rasterize
+        from lrm.mesh.view_render import rasterize
         from lrm.progress import bar
 
         out = np.empty((frames, size, size, 3), np.float32)

@@ -22,7 +22,7 @@ from lrm.configs import load_json, save_json
 from lrm.data.format import list_objects, read_object
 from lrm.errors import EmptySurfaceError, LRMError
 from lrm.evaluate.predictors import to_model_frame
-from lrm.evaluate.raster import rasterize
+from lrm.mesh.view_render import rasterize
 from lrm.evaluate.sheet import pick_views
 from lrm.model.lrm import CONFIG_NAME, LRMConfig
 from lrm.pipeline import Reconstructor

@@ -11,7 +11,7 @@ import trimesh
 
 from lrm import cameras
 from lrm.data.format import ObjectViews, index_dataset, write_dataset_info, write_object
-from lrm.evaluate.raster import rasterize
+from lrm.mesh.view_render import rasterize
 
 DISTANCE, FOCAL = 3.2, 0.75
 

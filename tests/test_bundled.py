@@ -74,7 +74,7 @@ def test_target_faces_decimates_and_reads_colours_from_the_field(rec):
     """A mesh above target_faces is decimated to at most that many faces, stays on the surface
     (Chamfer to the full mesh well under a grid cell), and its colours are the field's at the new
     vertices; a mesh within the budget, or target_faces=0, is the marching-cubes mesh itself."""
-    from lrm.surface_distance import surface_chamfer
+    from lrm.fitting.surface_distance import surface_chamfer
 
     planes = rec.reconstruct(EXAMPLE, mesh=False).planes
     full = rec.extract_mesh(planes, resolution=128, target_faces=0)

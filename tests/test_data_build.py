@@ -13,7 +13,7 @@ from lrm.data.sources import Asset, folder
 from lrm.data.views import ViewConfig
 from lrm.errors import LRMError
 
-from lrm.data.raster import egl_error  # noqa: E402
+from lrm.data.gl_render import egl_error  # noqa: E402
 
 if egl_error():  # no moderngl or no EGL (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri libgles2)
     pytest.skip(egl_error(), allow_module_level=True)

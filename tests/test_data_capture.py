@@ -11,7 +11,7 @@ from PIL import Image
 from lrm.cameras import canonical_c2w, look_at
 from lrm.data.capture import load_capture, normalize_capture, read_colmap
 
-from lrm.data.raster import GLRenderer, LightConfig, egl_error  # noqa: E402
+from lrm.data.gl_render import GLRenderer, LightConfig, egl_error  # noqa: E402
 
 if egl_error():  # the synthetic capture is rendered: needs moderngl and EGL
     pytest.skip(egl_error(), allow_module_level=True)

@@ -91,7 +91,7 @@ def test_fetch_downloads_and_extracts_selected_members(tmp_path, monkeypatch, mo
 @pytest.mark.slow
 def test_real_fetch_and_render_assimp_testmodels(tmp_path, monkeypatch):
     """Downloads Debian's assimp-testmodels (20 MB) and renders two of its models."""
-    from lrm.data.raster import egl_error
+    from lrm.data.gl_render import egl_error
 
     if egl_error():
         pytest.skip(egl_error())

@@ -8,7 +8,7 @@ from lrm.cameras import look_at
 from lrm.data.mesh import Mesh, Part, normalize
 from lrm.data.views import ViewConfig, ring_cameras, training_cameras
 
-from lrm.data.raster import GLRenderer, LightConfig, egl_error, projection  # noqa: E402
+from lrm.data.gl_render import GLRenderer, LightConfig, egl_error, projection  # noqa: E402
 
 if egl_error():  # no moderngl or no EGL (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri libgles2)
     pytest.skip(egl_error(), allow_module_level=True)

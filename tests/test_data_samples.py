@@ -10,7 +10,7 @@ import torch
 
 from lrm.data import format as fmt
 from lrm.data.mesh import Mesh, Part
-from lrm.data.raster import LightConfig, egl_error
+from lrm.data.gl_render import LightConfig, egl_error
 from lrm.data.samples import SAMPLES_NAME, PointSamples, SampleConfig, compute_samples, read_samples, write_samples
 from lrm.errors import LRMError
 from lrm.train.config import DataConfig

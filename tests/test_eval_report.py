@@ -12,7 +12,7 @@ from lrm import cameras
 from lrm.cli.main import main
 from lrm.evaluate.baselines import SphereBaseline, fit_sphere_radius
 from lrm.evaluate.predictors import to_model_frame
-from lrm.evaluate.raster import rasterize
+from lrm.mesh.view_render import rasterize
 from tests.eval_toy import make_toy_dataset
 
 FAST = ["--points", "2000", "--iou-resolution", "32", "--sheet-views", "2"]

@@ -12,7 +12,7 @@ import trimesh
 from lrm.errors import LRMError
 from lrm.mesh.export import export_mesh, export_mesh_files
 from lrm.mesh.extract import extract_mesh
-from lrm.mesh.raster import rasterize_uv, rasterize_uv_reference
+from lrm.mesh.texel_map import rasterize_uv, rasterize_uv_reference
 from lrm.mesh.simplify import simplify_mesh
 from lrm.mesh.texture import bake_texture, dilate
 

@@ -99,7 +99,7 @@ def test_no_vertex_colours_and_no_faces_are_left_alone():
 def test_the_bundled_model_mesh_shows_the_photo_from_the_input_view():
     """The fire-extinguisher cabinet is red: from the input camera, the mesh with photo colours
     matches the photo far better than the colour field's (measured 0.03 against 0.15)."""
-    from lrm.evaluate.raster import rasterize
+    from lrm.mesh.view_render import rasterize
     from lrm.pipeline import Reconstructor
 
     rec = Reconstructor("default", device="cpu", dtype="fp32")

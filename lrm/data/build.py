@@ -24,7 +24,7 @@ import numpy as np
 
 from lrm.data import format as fmt
 from lrm.data.mesh import normalize, to_ply
-from lrm.data.raster import GLRenderer, LightConfig
+from lrm.data.gl_render import GLRenderer, LightConfig
 from lrm.data.samples import PointSamples, SampleConfig, compute_samples, missing_samples, write_samples
 from lrm.data.sources.base import Asset, SkipAsset
 from lrm.data.views import ViewConfig, object_seed, ring_cameras, training_cameras

@@ -5,7 +5,7 @@ pixel, and a gradient that says little about where the surface is). We own the g
 mesh of every training object, so we also store, per object, points whose answer is known:
 
 - **surface points** (area-uniform on the visible, non-cut-out triangles) with the colour the
-  renderer shows there (albedo under the dataset's world-fixed light, lrm.data.raster) and the
+  renderer shows there (albedo under the dataset's world-fixed light, lrm.data.gl_render) and the
   outward normal;
 - **occupancy points**: half near the surface (surface points moved by a normal-distributed
   offset), half uniform in the box [-1, 1]³, each labelled inside/outside.
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from lrm.data.mesh import Mesh
-from lrm.data.raster import LightConfig
+from lrm.data.gl_render import LightConfig
 from lrm.errors import LRMError
 
 SAMPLES_NAME = "samples.npz"
@@ -106,7 +106,7 @@ def _surface(mesh: Mesh, tris: list[np.ndarray], areas: list[np.ndarray], n: int
 
 
 def shade(albedo: np.ndarray, normal: np.ndarray, light: LightConfig) -> np.ndarray:
-    """The renderer's colour of a surface seen from its `normal` side (lrm.data.raster):
+    """The renderer's colour of a surface seen from its `normal` side (lrm.data.gl_render):
     albedo · (ambient + key·max(n·l, 0) + sky·(n_z + 1)/2). albedo, normal: [N, 3] -> [N, 3]"""
     d = np.asarray(light.direction, np.float64)
     d = d / np.linalg.norm(d)

@@ -22,7 +22,7 @@ from lrm.evaluate.align import align_meshes, transformed
 from lrm.evaluate.geometry import THRESHOLDS, geometry_metrics
 from lrm.evaluate.image_metrics import load_lpips, psnr, ssim
 from lrm.evaluate.predictors import Prediction, to_model_frame
-from lrm.evaluate.raster import rasterize
+from lrm.mesh.view_render import rasterize
 from lrm.preprocess import composite
 from lrm.video import to_uint8
 

@@ -2,7 +2,7 @@
 
     input       | GT ring view a | GT ring view b | ...
     metrics     | predicted a    | predicted b    | ...   (the model's own renderer)
-    (mesh)      | mesh a         | mesh b         | ...   (predicted mesh, lrm.evaluate.raster)
+    (mesh)      | mesh a         | mesh b         | ...   (predicted mesh, lrm.mesh.view_render)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import trimesh
 from PIL import Image, ImageDraw, ImageFont
 
 from lrm.preprocess import composite
-from lrm.evaluate.raster import rasterize
+from lrm.mesh.view_render import rasterize
 from lrm.evaluate.report import fmt
 from lrm.video import save_png, to_uint8
 

@@ -132,7 +132,7 @@ def fit_metrics(field: Field, planes: torch.Tensor, mesh: trimesh.Trimesh, thres
     against the normalised input mesh. -> metrics, the fitted mesh"""
     from lrm.fitting.targets import voxelize
     from lrm.model.fastfield import FoldedField
-    from lrm.surface_distance import surface_chamfer
+    from lrm.fitting.surface_distance import surface_chamfer
 
     r = field.cfg.radius
     occ = torch.from_numpy(voxelize(mesh, resolution, r))

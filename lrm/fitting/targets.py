@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import trimesh
 
 from lrm.errors import LRMError
+from lrm.mesh.triangle_cover import cover
 
 
 def normalise(mesh: trimesh.Trimesh, radius: float, extent: float) -> trimesh.Trimesh:
@@ -40,25 +41,14 @@ def load_mesh(path: str) -> trimesh.Trimesh:
 def _parity_fill(tri: np.ndarray, res: int, radius: float) -> np.ndarray:
     """Solid voxels of a closed surface by crossing parity along +z. tri: [F, 3, 3] -> bool [X, Y, Z]"""
     pitch = 2 * radius / res
-    g = (tri + radius) / pitch - 0.5 + 1.234567e-4  # voxel-centre units; offset breaks edge ties
-    lo = np.ceil(g[..., :2].min(1)).astype(np.int64).clip(0, res)  # [F, 2] first covered column
-    hi = np.floor(g[..., :2].max(1)).astype(np.int64).clip(-1, res - 1)
-    nx, ny = (hi - lo + 1).clip(min=0).T
-    counts = nx * ny
-    face = np.repeat(np.arange(len(tri)), counts)
-    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    ix, iy = lo[face, 0] + k // ny[face], lo[face, 1] + k % ny[face]
-    a, b, c = g[face, 0], g[face, 1], g[face, 2]
-    # barycentric coordinates of the column centre in the projected triangle
-    det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = ((ix - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (iy - a[:, 1])) / det
-        v = ((b[:, 0] - a[:, 0]) * (iy - a[:, 1]) - (ix - a[:, 0]) * (b[:, 1] - a[:, 1])) / det
-        hit = (det != 0) & (u >= 0) & (v >= 0) & (u + v <= 1)
-    z = (a[:, 2] + u * (b[:, 2] - a[:, 2]) + v * (c[:, 2] - a[:, 2]))[hit]
-    kz = np.ceil(z).astype(np.int64).clip(0, res)  # first voxel centre above the crossing
+    # voxel-centre units; an offset unlike in x and y (so it moves no grid point onto an x = y
+    # edge) keeps the column centres off the triangles' edges
+    g = (tri + radius) / pitch - 0.5 + np.array([1.234567e-4, 0.7654321e-4, 0.0])
     toggles = np.zeros((res, res, res + 1), np.int32)
-    np.add.at(toggles, (ix[hit], iy[hit], kz), 1)
+    for frag in cover(g[..., :2], res, res, eps=0.0):  # the column (x, y) crosses triangle `face`
+        z = np.einsum("kj,kj->k", frag.bary, g[frag.face, :, 2])
+        kz = np.ceil(z).astype(np.int64).clip(0, res)  # first voxel centre above the crossing
+        np.add.at(toggles, (frag.x, frag.y, kz), 1)
     return (np.cumsum(toggles, axis=2)[..., :res] % 2).astype(bool)
 
 

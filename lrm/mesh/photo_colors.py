@@ -21,7 +21,7 @@ TOLERANCE = 0.02  # world distance a point may lie behind the depth buffer and s
 
 def depth_image(mesh: Mesh, c2w: np.ndarray, intrinsics: np.ndarray, size: int) -> np.ndarray:
     """The mesh's distance from the camera per pixel: [size, size], inf where it covers nothing."""
-    from lrm.evaluate.raster import rasterize
+    from lrm.mesh.view_render import rasterize
 
     v = mesh.vertices.astype(np.float64)
     vdist = np.linalg.norm(v - np.asarray(c2w, np.float64)[:3, 3], axis=1)
@@ -36,13 +36,13 @@ def photo_weights(points: np.ndarray, normals: np.ndarray, depth: np.ndarray, c2
     normals; depth: [S, S] the surface's `depth_image` from this camera; c2w: [4, 4] OpenGL
     camera-to-world; intrinsics: [4] normalised -> weight [M] in [0, 1] (0 = hidden or
     grazing), pixel coordinates [M, 2] (column, row; pixel centres at integers)."""
-    from lrm.evaluate.raster import _project
+    from lrm.mesh.view_render import project_to_pixels
 
     p = np.asarray(points, np.float64)
     size = depth.shape[0]
     eye = np.asarray(c2w, np.float64)[:3, 3]
     dist = np.linalg.norm(p - eye, axis=1)
-    uv, ahead = _project(p, c2w, intrinsics, size)
+    uv, ahead = project_to_pixels(p, c2w, intrinsics, size)
     # the nearest surface over the 2 x 2 pixels around the projection (a point on the mesh's
     # outline projects between covered and uncovered pixel centres)
     lo = np.floor(uv).astype(np.int64)
@@ -90,7 +90,7 @@ def photo_colors(mesh: Mesh, photo: np.ndarray, c2w: np.ndarray, intrinsics: np.
         weight, uv = photo_weights(mesh.vertices, mesh.vertex_normals(), depth, c2w, intrinsics)
         colors = _blend(colors, _sample(photo, uv), weight).astype(np.float32)
     if texture is not None:
-        from lrm.mesh.raster import rasterize_uv
+        from lrm.mesh.texel_map import rasterize_uv
 
         face, bary = rasterize_uv(mesh.uv, mesh.faces, texture.shape[0])
         covered = face >= 0

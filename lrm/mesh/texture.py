@@ -1,7 +1,7 @@
 """Texture baking without OpenGL, a display or a CUDA extension.
 
     mesh --xatlas--> UV atlas (charts packed into [0, 1]², seams split into new vertices)
-         --rasterise in UV space (lrm.mesh.raster)--> each covered texel's triangle + weights
+         --rasterise in UV space (lrm.mesh.texel_map)--> each covered texel's triangle + weights
          --barycentric interpolation of vertex positions--> the texel's 3D point
          --color_fn--> texel colour --dilate `padding` texels--> PNG (hides chart seams
            under bilinear filtering and mipmaps)
@@ -21,7 +21,7 @@ import torch
 
 from lrm.errors import LRMError
 from lrm.mesh.grid import query
-from lrm.mesh.raster import rasterize_uv
+from lrm.mesh.texel_map import rasterize_uv
 from lrm.mesh.types import Mesh
 
 

@@ -1,5 +1,6 @@
-"""A small GL-free triangle rasteriser (numpy) for looking at meshes: contact sheets, and tiny
-ground-truth datasets in tests. Vertex colours, perspective-correct interpolation, a z-buffer,
+"""Draw a triangle mesh from a camera, GL-free (numpy): mesh turntables, photo colours' depth
+images, evaluation's mesh views and contact sheets, tiny ground-truth datasets in tests. Scan
+conversion by lrm.mesh.triangle_cover; vertex colours, perspective-correct interpolation, a z-buffer,
 optional headlight shading and supersampling. Cameras follow lrm.cameras (OpenGL c2w,
 normalised intrinsics); pixel (i, j) has its centre at ((j + 0.5)/W, (i + 0.5)/H), as in
 lrm.render.rays.
@@ -11,52 +12,33 @@ import numpy as np
 import torch
 
 from lrm import cameras
+from lrm.mesh.triangle_cover import cover
 
-MAX_FRAGMENTS = 2_000_000  # candidate pixels processed per batch
 
-
-def _project(vertices: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray, size: int):
-    """-> pixel coords [N, 2] (column, row; continuous, centres at integers) and depth [N]."""
-    xy, depth = cameras.project(torch.from_numpy(np.asarray(vertices, np.float64)),
+def project_to_pixels(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray, size: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """points: [N, 3] world; c2w: [4, 4] OpenGL camera-to-world; intrinsics: [4] normalised
+    -> pixel coordinates [N, 2] (column, row; continuous, pixel centres at integers) of a
+    size x size image, and depth along the optical axis [N] (> 0 in front of the camera)."""
+    xy, depth = cameras.project(torch.from_numpy(np.asarray(points, np.float64)),
                                 torch.from_numpy(np.asarray(c2w, np.float64)),
                                 torch.from_numpy(np.asarray(intrinsics, np.float64)))
     return xy.numpy() * size - 0.5, depth.numpy()
 
 
 def _fragments(uv: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: int):
-    """Covered pixels of every triangle: (pixel index, depth, face id, barycentrics [K, 3])."""
-    tri = uv[faces]  # [F, 3, 2]
-    lo = np.clip(np.ceil(tri.min(1)), 0, size).astype(np.int64)  # [F, 2] first covered col/row
-    hi = np.clip(np.floor(tri.max(1)), -1, size - 1).astype(np.int64)
-    ext = (hi - lo + 1).max(1)
-    area = ((tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1])
-            - (tri[:, 2, 0] - tri[:, 0, 0]) * (tri[:, 1, 1] - tri[:, 0, 1]))
-    keep = (ext > 0) & (np.abs(area) > 1e-12) & (depth[faces] > 1e-6).all(1)
-    out = []
-    for b in 2 ** np.arange(0, int(np.ceil(np.log2(size))) + 1):
-        ids = np.nonzero(keep & (ext <= b) & (ext > b // 2))[0]
-        for start in range(0, len(ids), max(1, MAX_FRAGMENTS // (b * b))):
-            f = ids[start:start + max(1, MAX_FRAGMENTS // (b * b))]
-            off = np.stack(np.meshgrid(np.arange(b), np.arange(b), indexing="xy"), -1).reshape(-1, 2)
-            px = lo[f, None, :] + off[None]  # [n, b², 2] (col, row)
-            t = tri[f]
-            p = px + 0.0
-            w0 = ((t[:, None, 1, 0] - p[..., 0]) * (t[:, None, 2, 1] - p[..., 1])
-                  - (t[:, None, 2, 0] - p[..., 0]) * (t[:, None, 1, 1] - p[..., 1]))
-            w1 = ((t[:, None, 2, 0] - p[..., 0]) * (t[:, None, 0, 1] - p[..., 1])
-                  - (t[:, None, 0, 0] - p[..., 0]) * (t[:, None, 2, 1] - p[..., 1]))
-            bary = np.stack([w0, w1, area[f, None] - w0 - w1], -1) / area[f, None, None]
-            ok = (bary >= -1e-9).all(-1) & (px <= hi[f, None, :]).all(-1)
-            n_idx, k_idx = np.nonzero(ok)
-            bary = bary[n_idx, k_idx]
-            face = f[n_idx]
-            inv_z = bary / depth[faces[face]]  # perspective-correct weights
-            z = 1.0 / inv_z.sum(-1)
-            pix = px[n_idx, k_idx, 1] * size + px[n_idx, k_idx, 0]
-            out.append((pix, z, face, inv_z * z[:, None]))
-    if not out:
+    """Covered pixels of every triangle in front of the camera: (pixel index [K], depth [K],
+    face id [K], perspective-correct barycentrics [K, 3])."""
+    front = np.nonzero((depth[faces] > 1e-6).all(1))[0]
+    parts = []
+    for frag in cover(uv[faces[front]], size, size):
+        face = front[frag.face]
+        inv_z = frag.bary / depth[faces[face]]  # perspective-correct weights
+        z = 1.0 / inv_z.sum(-1)
+        parts.append((frag.y * size + frag.x, z, face, inv_z * z[:, None]))
+    if not parts:
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros((0, 3))
-    return tuple(np.concatenate(parts) for parts in zip(*out))
+    return tuple(np.concatenate(p) for p in zip(*parts))
 
 
 def rasterize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None, c2w: np.ndarray,
@@ -72,7 +54,7 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None
     vertices = np.asarray(vertices, np.float64)
     faces = np.asarray(faces, np.int64).reshape(-1, 3)
     colors = np.full((len(vertices), 3), 0.8) if colors is None else np.asarray(colors, np.float64)
-    uv, depth = _project(vertices, np.asarray(c2w, np.float64), np.asarray(intrinsics, np.float64), s)
+    uv, depth = project_to_pixels(vertices, np.asarray(c2w, np.float64), np.asarray(intrinsics, np.float64), s)
     pix, z, face, bary = _fragments(uv, depth, faces, s)
     order = np.lexsort((z, pix))
     first = order[np.r_[True, pix[order][1:] != pix[order][:-1]]] if len(order) else order
