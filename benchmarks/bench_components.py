@@ -67,6 +67,7 @@ def main() -> None:
     from lrm.render.occupancy import occupancy_grid, skip_threshold
     from lrm.render.rays import camera_rays
     from lrm.render.renderer import render_rays
+    from lrm.render.skipping import render_rays_skipping
 
     configure_allocator()
     torch.set_num_threads(args.threads)
@@ -87,7 +88,7 @@ def main() -> None:
         plain = best(lambda: render_rays(folded, field.density, o, d, 1.0, cfg.render), 1)
         grid = occupancy_grid(lambda x: field.density(folded(x[None])[0][0]), cfg.field.radius, 64,
                               skip_threshold(cfg.render))
-        skipping = best(lambda: render_rays(folded, field.density, o, d, 1.0, cfg.render, occupied=grid), 1)
+        skipping = best(lambda: render_rays_skipping(folded, field.density, o, d, 1.0, cfg.render, grid), 1)
         row("256² view: reference field -> FoldedField", reference, plain)
         row(f"256² view: + empty-space skipping ({100 * grid.fraction():.0f}% cells occupied)", plain, skipping)
         lin = torch.nn.Linear(768, 3072)

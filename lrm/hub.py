@@ -281,10 +281,11 @@ def load_instantmesh(name: str, device: str | torch.device = "cpu", dtype: torch
     return _to_model(cfg, state, str(path), device, dtype)
 
 
-def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LRM:
-    """Resolve `name` (see module docstring) and load the model in eval mode."""
+def load_model(name: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LRM:
+    """Resolve `name` (see module docstring; a folder may be a Path) and load the model in eval mode."""
     from lrm.convert.instantmesh import HUB_FILES, HUB_REPO
 
+    name = str(name)
     if name == "default":
         if not (BUNDLED_DIR / WEIGHTS_NAME).is_file():
             raise LRMError("the bundled default model is missing from this installation")
@@ -307,7 +308,7 @@ def load_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype
             raise LRMError(f"{name}: a model must be a folder (config.json + model.safetensors, "
                            "or an OpenLRM / TripoSR folder) or an InstantMesh .ckpt file")
         if not (path / WEIGHTS_NAME).is_file() and (path / "checkpoints").is_dir():  # a training run
-            from lrm.train.checkpoint import latest_valid
+            from lrm.run_folder import latest_valid
 
             found = latest_valid(path)
             if found is None:

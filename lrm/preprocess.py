@@ -166,8 +166,9 @@ def pad_square(rgba: np.ndarray) -> np.ndarray:
     return out
 
 
-def composite(rgba: np.ndarray, background: float) -> np.ndarray:
-    """rgba: [..., 4], float in [0, 1] or uint8 -> rgb [..., 3] (float) over a grey background."""
+def composite(rgba: np.ndarray, background: float | np.ndarray) -> np.ndarray:
+    """rgba: [..., 4], float in [0, 1] or uint8 -> rgb [..., 3] (float) over a grey background
+    (a number, or grey levels broadcastable to [..., 1])."""
     x = rgba.astype(np.float32) / 255.0 if rgba.dtype == np.uint8 else rgba
     a = x[..., 3:4]
     return x[..., :3] * a + background * (1 - a)

@@ -78,7 +78,7 @@ done
 wait
 for name in scratch init; do
     tail -3 "$out/train-$name.log"
-    last=$($py -c "from lrm.train.checkpoint import latest_valid; print(latest_valid('runs/gpu-$name') or '')")
+    last=$($py -c "from lrm.run_folder import latest_valid; print(latest_valid('runs/gpu-$name') or '')")
     [[ -n $last ]] || { echo "$name: no checkpoint"; continue; }
     cp "$last/model.safetensors" "$dest/$name.safetensors"
     cp "$last/config.json" "runs/gpu-$name/model-config.json"

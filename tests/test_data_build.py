@@ -41,7 +41,9 @@ def test_corrupt_meshes_are_logged_and_skipped(meshes, tmp_path):
     assert fmt.list_objects(out) == ["folder-good0_ply", "folder-good1_ply", "folder-good2_ply"]
     log = [json.loads(line) for line in (out / "logs" / "shard-0-of-1.jsonl").read_text().splitlines()]
     assert {r["id"] for r in log} == {"folder-corrupt_glb", "folder-empty_obj"}
-    assert all(r["status"] == "failed" and r["reason"] for r in log)
+    reasons = {r["id"]: r["reason"] for r in log if r["status"] == "failed"}
+    assert reasons["folder-corrupt_glb"].startswith("ValueError: trimesh cannot read this file")
+    assert reasons["folder-empty_obj"] == "ValueError: no triangles in the file"
     again = build(folder.assets(str(meshes)), out, CFG, progress=False)  # logged failures are not retried
     assert again["todo"] == 0
     assert build(folder.assets(str(meshes)), out, CFG, retry_failed=True, progress=False)["failed"] == 2
@@ -148,12 +150,30 @@ def test_cli_render_and_errors(meshes, tmp_path, capsys):
 
 
 def test_nothing_visible_is_a_failure(tmp_path):
-    from lrm.data.mesh import Mesh, Part
+    from lrm.data.mesh import AssetMesh, Part
 
     def invisible():  # all texels below the alpha cutoff
         pos = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1]], np.float32)
-        return Mesh([Part(pos, np.array([[0, 1, 2]]), uv=np.zeros((3, 2), np.float32),
+        return AssetMesh([Part(pos, np.array([[0, 1, 2]]), uv=np.zeros((3, 2), np.float32),
                           texture=np.zeros((2, 2, 4), np.uint8), alpha_cutoff=0.5)])
 
     stats = build([Asset("ghost", "s", "l", partial(invisible))], tmp_path / "ds", CFG, progress=False)
     assert stats["failed"] == 1
+    log = json.loads((tmp_path / "ds" / "logs" / "shard-0-of-1.jsonl").read_text())
+    assert log["reason"] == "ValueError: no visible surface (every texel cut out)"
+
+
+def test_a_bug_in_lrm_stops_the_run_instead_of_failing_objects(meshes, tmp_path, monkeypatch):
+    """Only what bad assets raise becomes a "failed" record (never retried); a bug in lrm's own
+    code surfaces with its traceback, and nothing is logged against the objects."""
+    from lrm.data import build as build_mod
+
+    def buggy(*args, **kwargs):
+        raise TypeError("write_object() got an unexpected keyword argument")
+
+    monkeypatch.setattr(build_mod.fmt, "write_object", buggy)
+    good = [a for a in folder.assets(str(meshes)) if "good" in a.id]
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        build(good, tmp_path / "ds", CFG, progress=False)
+    logs = list((tmp_path / "ds" / "logs").glob("*.jsonl"))
+    assert all(p.read_text() == "" for p in logs)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lrm.cameras import look_at
-from lrm.data.mesh import Mesh, Part, normalize
+from lrm.data.mesh import AssetMesh, Part, normalize
 from lrm.data.views import ViewConfig, ring_cameras, training_cameras
 
 from lrm.data.gl_render import GLRenderer, LightConfig, egl_error, projection  # noqa: E402
@@ -20,7 +20,7 @@ FACE_COLORS = {  # outward normal -> albedo (distinct hues)
 ALBEDO = LightConfig(ambient=1.0, key=0.0, sky=0.0)
 
 
-def unit_cube() -> Mesh:
+def unit_cube() -> AssetMesh:
     """[-1, 1]³ with one flat colour per face (unshared vertices)."""
     parts = []
     for n, rgb in FACE_COLORS.items():
@@ -30,7 +30,7 @@ def unit_cube() -> Mesh:
         corners = np.array([n + s * a + t * b for s, t in ((-1, -1), (1, -1), (1, 1), (-1, 1))], np.float32)
         colors = np.tile(np.array([*rgb, 1.0], np.float32), (4, 1))
         parts.append(Part(corners, np.array([[0, 1, 2], [0, 2, 3]]), colors=colors))
-    return Mesh(parts)
+    return AssetMesh(parts)
 
 
 def project(points: np.ndarray, c2w: np.ndarray, intr: np.ndarray) -> np.ndarray:
@@ -135,7 +135,7 @@ def test_textured_part_samples_uv_with_bottom_left_origin(renderer):
     tex[1, :] = (0, 0, 255, 255)  # bottom row: blue
     quad = np.array([[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1]], np.float32)  # faces -y
     uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)  # v = 1 at the top (z = +1)
-    mesh = Mesh([Part(quad, np.array([[0, 1, 2], [0, 2, 3]]), uv=uv, texture=tex)])
+    mesh = AssetMesh([Part(quad, np.array([[0, 1, 2], [0, 2, 3]]), uv=uv, texture=tex)])
     img = renderer.render(mesh, look_at(torch.tensor([[0.0, -3.0, 0.0]])).numpy(),
                           np.array([[0.75, 0.75, 0.5, 0.5]], np.float32))[0]
     top, bottom = img[50, 64], img[78, 64]

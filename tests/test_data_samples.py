@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lrm.data import format as fmt
-from lrm.data.mesh import Mesh, Part
+from lrm.data.mesh import AssetMesh, Part
 from lrm.data.gl_render import LightConfig, egl_error
 from lrm.data.samples import SAMPLES_NAME, PointSamples, SampleConfig, compute_samples, read_samples, write_samples
 from lrm.errors import LRMError
@@ -24,7 +24,7 @@ FACES = {  # outward normal -> albedo
 }
 
 
-def box(flip: bool = False) -> Mesh:
+def box(flip: bool = False) -> AssetMesh:
     """The box [-HALF, HALF], one flat colour per face; `flip` reverses every triangle's winding."""
     parts = []
     for n, rgb in FACES.items():
@@ -35,7 +35,7 @@ def box(flip: bool = False) -> Mesh:
         tris = np.array([[0, 1, 2], [0, 2, 3]])
         parts.append(Part(corners, tris[:, ::-1].copy() if flip else tris,
                           colors=np.tile(np.array([*rgb, 1.0], np.float32), (4, 1))))
-    return Mesh(parts)
+    return AssetMesh(parts)
 
 
 @pytest.mark.parametrize("flip", [False, True])
@@ -77,7 +77,7 @@ def test_alpha_cut_texels_are_holes_and_the_count_is_kept():
     quad = Part(np.array([[-0.5, 0, -0.5], [0.5, 0, -0.5], [0.5, 0, 0.5], [-0.5, 0, 0.5]], np.float32),
                 np.array([[0, 1, 2], [0, 2, 3]]), uv=np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32),
                 colors=np.ones((4, 4), np.float32), texture=tex, alpha_cutoff=0.5)
-    s = compute_samples(Mesh([quad]), LightConfig(ambient=1.0, key=0.0, sky=0.0),
+    s = compute_samples(AssetMesh([quad]), LightConfig(ambient=1.0, key=0.0, sky=0.0),
                         SampleConfig(surface=1000, near=500, uniform=500, grid=32), seed=1)
     assert len(s.surface_xyz) == 1000
     assert (s.surface_xyz[:, 0] <= 1e-6).all()  # only the opaque half, u < 0.5

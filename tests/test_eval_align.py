@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from lrm.evaluate.align import align_meshes, align_points, kabsch, normalise_unit_bbox, rotation_candidates
+from lrm.evaluate.align import align_meshes, align_points, kabsch, normalize_unit_bbox, rotation_candidates
 from lrm.evaluate.geometry import geometry_metrics, sample_surface
 
 
@@ -66,6 +66,6 @@ def test_align_meshes_undoes_scale_turn_and_shift():
     aligned = geometry_metrics(pred_a, gt_n, points=4000)
     assert unaligned["fscore@0.05"] < 0.5
     assert aligned["chamfer"] < 0.01 and aligned["fscore@0.05"] > 0.99
-    np.testing.assert_allclose(normalise_unit_bbox(gt)[0].bounds, gt_n.bounds)
+    np.testing.assert_allclose(normalize_unit_bbox(gt)[0].bounds, gt_n.bounds)
     assert np.ptp(gt_n.bounds, axis=0).max() == pytest.approx(1.0)
     np.testing.assert_allclose(pred.copy().apply_transform(t).vertices, pred_a.vertices, atol=1e-9)

@@ -11,6 +11,7 @@ from lrm import cameras
 from lrm.configs import from_dict, to_dict
 from lrm.errors import LRMError
 from lrm.model.lift import ImageLift, LiftConfig, texel_points
+from lrm.hub import load_model
 from lrm.model.lrm import LRM, LRMConfig
 from lrm.model.presets import tiny
 from lrm.model.triplane import OPENLRM_AXES
@@ -101,7 +102,7 @@ def test_lift_config_round_trips_and_is_checked(tmp_path):
     with torch.no_grad():
         model.lift.weight.normal_()
     model.save_pretrained(tmp_path / "m")
-    back = LRM.from_pretrained(tmp_path / "m").eval()
+    back = load_model(tmp_path / "m").eval()
     img = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         torch.testing.assert_close(back(img), model.eval()(img))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lrm import cameras
-from lrm.render.march import composite, interval_weights, point_weights, transmittance_weights
+from lrm.render.march import accumulate, interval_weights, point_weights, transmittance_weights
 from lrm.render.rays import camera_rays, ray_box, ray_sphere
 from lrm.render.renderer import RenderConfig, render_rays
 from lrm.render.sampling import importance, smooth_weights, stratified
@@ -18,7 +18,7 @@ def test_transmittance_hand_worked():
     # T = 1, 0.7, 0.7 * 0.2 = 0.14 -> w = 0.3, 0.56, 0.07
     torch.testing.assert_close(w, torch.tensor([0.3, 0.56, 0.07]), atol=1e-6, rtol=0)
     colors = torch.eye(3)  # red, green, blue
-    rgb, depth, opacity = composite(w, colors, torch.tensor([1.0, 2.0, 3.0]), torch.tensor(1.0))
+    rgb, depth, opacity = accumulate(w, colors, torch.tensor([1.0, 2.0, 3.0]), torch.tensor(1.0))
     torch.testing.assert_close(rgb, torch.tensor([0.37, 0.63, 0.14]), atol=1e-6, rtol=0)
     assert opacity.item() == pytest.approx(0.93, abs=1e-6)
     assert depth.item() == pytest.approx((0.3 * 1 + 0.56 * 2 + 0.07 * 3) / 0.93, abs=1e-6)

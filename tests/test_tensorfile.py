@@ -5,6 +5,7 @@ import stat
 
 import torch
 
+from lrm.hub import load_model
 from lrm.model.lrm import LRM
 from lrm.model.presets import tiny
 
@@ -22,7 +23,7 @@ def test_saved_model_follows_the_umask(tmp_path):
     assert mode(tmp_path / "team" / "model.safetensors") == 0o644
     assert mode(tmp_path / "private" / "model.safetensors") == 0o600
     assert not list(tmp_path.rglob("*.tmp"))
-    again = LRM.from_pretrained(tmp_path / "team")
+    again = load_model(tmp_path / "team")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 

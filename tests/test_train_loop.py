@@ -133,7 +133,7 @@ def _input_silhouette_iou(model, root, ids_split="train", size=32, samples=96) -
     occupancy boundary the recipe trains; the mesh's iso-surface at its tuned level is near it)."""
     from lrm import cameras
     from lrm.render.rays import camera_rays, ray_box
-    from lrm.train.data import FolderSource, composite, resize
+    from lrm.train.data import FolderSource, composite_views, resize
 
     src = FolderSource(str(root), ids_split)
     out = []
@@ -142,7 +142,7 @@ def _input_silhouette_iou(model, root, ids_split="train", size=32, samples=96) -
             obj = src.read(i, [0])
             c2w = cameras.normalize_poses(torch.from_numpy(obj.c2w).float())
             intr = torch.from_numpy(obj.intrinsics).float()
-            rgb, alpha = composite(obj.rgba, torch.ones(1))
+            rgb, alpha = composite_views(obj.rgba, torch.ones(1))
             planes = model(resize(rgb, model.cfg.inference.source_size), cameras.camera_vector(c2w, intr))
             origins, dirs = camera_rays(c2w, intr, size)  # [1, R, 3]
             near, far = ray_box(origins, dirs, 1.0, False)

@@ -168,7 +168,7 @@ def run_samples(args: argparse.Namespace) -> int:
 
 def run_capture(args: argparse.Namespace) -> int:
     from lrm.data import format as fmt
-    from lrm.data.build import split_of
+    from lrm.data.build import BAD_ASSET_ERRORS, split_of
     from lrm.data.capture import load_capture
     from lrm.data.sources import Asset, make_id
 
@@ -196,7 +196,7 @@ def run_capture(args: argparse.Namespace) -> int:
             continue
         try:
             obj = load_capture(folder, args.resolution, args.views, args.distance, object_id)
-        except Exception as exc:  # one bad capture never stops the import
+        except (LRMError, *BAD_ASSET_ERRORS) as exc:  # one bad capture never stops the import; a bug does
             print(f"lrm: skipped {folder}: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1
             continue

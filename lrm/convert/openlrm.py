@@ -1,5 +1,5 @@
 """OpenLRM v1.1 checkpoints (`config.json` with 12 constructor kwargs + `model.safetensors` or
-`pytorch_model.bin`) -> our config and state dict. See ../shared/spec/openlrm-v1.1.md §2, §15.
+`pytorch_model.bin`) -> our config and state dict. See docs/spec/openlrm-v1.1.md §2, §15.
 
 Key mapping (upstream -> ours):
     pos_embed                                   -> transformer.tokens

@@ -1,5 +1,5 @@
 """TripoSR checkpoints (`config.yaml` + `model.ckpt`, a pickled fp32 state dict) -> our config
-and state dict. See ../shared/spec/triposr.md §3, §15.
+and state dict. See docs/spec/triposr.md §3, §15.
 
 Key mapping (upstream -> ours):
     image_tokenizer.model.* (HF ViT, 4.x or 5.x names) -> encoder.*  (lrm.convert.encoder;

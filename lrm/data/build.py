@@ -15,17 +15,21 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import struct
 import time
 import traceback
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lrm.data import format as fmt
-from lrm.data.mesh import normalize, to_ply
+from lrm.data.format import missing_samples
 from lrm.data.gl_render import GLRenderer, LightConfig
-from lrm.data.samples import PointSamples, SampleConfig, compute_samples, missing_samples, write_samples
+from lrm.data.mesh import normalize, to_ply
+from lrm.data.samples import PointSamples, SampleConfig, compute_samples, write_samples
 from lrm.data.sources.base import Asset, SkipAsset
 from lrm.data.views import ViewConfig, object_seed, ring_cameras, training_cameras
 from lrm.errors import LRMError
@@ -94,6 +98,24 @@ def render_asset(asset: Asset, cfg: BuildConfig, renderer: GLRenderer
     return obj, to_ply(mesh) if keep_mesh else None, points
 
 
+# What a bad asset raises: readers (trimesh, ours) on malformed or truncated files, `normalize`
+# on an empty mesh, `render_asset` when nothing is visible, GL on an impossible texture. A bug in
+# lrm's own code (TypeError, AttributeError, NameError, ...) is none of these: it stops the run
+# with its traceback instead of turning into "failed object" records that later runs never retry.
+BAD_ASSET_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, LookupError, OSError, EOFError, ArithmeticError, struct.error, zipfile.BadZipFile, zlib.error,
+)
+
+
+def _bad_asset_errors() -> tuple[type[BaseException], ...]:
+    """BAD_ASSET_ERRORS, with moderngl's error when it is installed (texture too large, ...)."""
+    try:
+        import moderngl
+    except ImportError:
+        return BAD_ASSET_ERRORS
+    return BAD_ASSET_ERRORS + (moderngl.Error,)
+
+
 _RENDERERS: dict[tuple, GLRenderer] = {}  # one per process and setting (GL contexts are costly)
 
 
@@ -115,7 +137,7 @@ def _work(job: tuple[Asset, BuildConfig, str]) -> dict:
         return {**record, "status": "skipped", "reason": str(exc)}
     except LRMError:
         raise
-    except Exception as exc:
+    except _bad_asset_errors() as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return {**record, "status": "failed", "reason": reason,
@@ -188,7 +210,9 @@ def _sample_work(job: tuple[Asset, BuildConfig, str]) -> dict:
         points = compute_samples(mesh, cfg.light, cfg.samples, object_seed(asset.id))
         write_samples(fmt.object_dir(root, asset.id), points)
         return {"id": asset.id, "status": "ok", "seconds": round(time.time() - start, 3)}
-    except Exception as exc:
+    except LRMError:
+        raise
+    except _bad_asset_errors() as exc:
         return {"id": asset.id, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
 
 

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lrm.data.samples import SAMPLES_NAME, write_samples
+
 FORMAT = "lrm-mv-1"
 SPLITS = ("train", "val", "test")
 
@@ -95,8 +97,6 @@ def write_object(root: str | Path, obj: ObjectViews, mesh_ply: bytes | None = No
         if mesh_ply is not None:
             (tmp / "mesh.ply").write_bytes(mesh_ply)
         if samples is not None:
-            from lrm.data.samples import write_samples
-
             write_samples(tmp, samples)
         meta = {"id": obj.id, "views": len(obj.rgba), "ring": len(ring), **obj.meta}
         _write_json_synced(tmp / "meta.json", meta)
@@ -180,3 +180,8 @@ def list_objects(root: str | Path, split: str | None = None) -> list[str]:
     else:
         metas = [json.loads(p.read_text()) for p in (root / "objects").glob("*/meta.json")]
     return sorted(check_id(m.get("id"), str(manifest)) for m in metas if split is None or m.get("split") == split)
+
+
+def missing_samples(root: str | Path, ids: list[str]) -> list[str]:
+    """The ids (of `ids`) whose object folder in dataset `root` has no samples.npz."""
+    return [i for i in ids if not (object_dir(root, i) / SAMPLES_NAME).is_file()]

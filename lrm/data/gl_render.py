@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from lrm.data.mesh import Mesh
+from lrm.data.mesh import AssetMesh
 from lrm.errors import LRMError
 
 _VERTEX = """
@@ -120,7 +120,7 @@ class GLRenderer:
         self._prog["weights"].value = (self.light.ambient, self.light.key, self.light.sky)
         self._ctx = ctx
 
-    def render(self, mesh: Mesh, c2w: np.ndarray, intrinsics: np.ndarray,
+    def render(self, mesh: AssetMesh, c2w: np.ndarray, intrinsics: np.ndarray,
                near: float = 0.05, far: float = 20.0) -> np.ndarray:
         """mesh in world coordinates; c2w: [V, 4, 4] OpenGL; intrinsics: [V, 4] normalised.
 
@@ -132,7 +132,7 @@ class GLRenderer:
         with self._ctx:  # make this renderer's context current (several may live in one process)
             return self._render(mesh, c2w, intrinsics, near, far)
 
-    def _render(self, mesh: Mesh, c2w: np.ndarray, intrinsics: np.ndarray, near: float, far: float) -> np.ndarray:
+    def _render(self, mesh: AssetMesh, c2w: np.ndarray, intrinsics: np.ndarray, near: float, far: float) -> np.ndarray:
         ctx = self._ctx
         draws = [self._upload(part) for part in mesh.parts if len(part.faces)]
         out = np.empty((len(c2w), self.resolution, self.resolution, 4), np.uint8)

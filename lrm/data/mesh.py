@@ -1,6 +1,9 @@
-"""A render-ready mesh: a list of parts, each with one texture or with per-vertex colours.
+"""A render-ready training asset: a list of parts, each with one RGBA texture (and alpha
+cutoff) or with per-vertex colours. Not lrm.mesh.Mesh, the single-part vertex-coloured or
+textured mesh lrm reconstructs and exports: assets keep their parts' own materials for the
+dataset renderer (lrm.data.gl_render) and point sampler (lrm.data.samples).
 
-Every source reader (trimesh formats, 0 A.D. PMD, KiCad VRML, Red Eclipse OBJ) produces a `Mesh`
+Every source reader (trimesh formats, 0 A.D. PMD, KiCad VRML, Red Eclipse OBJ) produces an `AssetMesh`
 in our axes: Z up, the asset's "front" facing -y (towards OpenLRM's source camera).
 `normalize` centres its bounding box at the origin and scales it into the box [-1, 1]³:
 - fit "sphere" (default): the farthest vertex from the centre at distance 1, so the object lies
@@ -32,7 +35,7 @@ class Part:
 
 
 @dataclass
-class Mesh:
+class AssetMesh:
     parts: list[Part] = field(default_factory=list)
     meta: dict = field(default_factory=dict)  # fields a reader learns while loading (e.g. licence)
 
@@ -45,23 +48,23 @@ class Mesh:
         pts = np.concatenate([p.positions[np.unique(p.faces)] for p in self.parts if len(p.faces)])
         return np.stack([pts.min(0), pts.max(0)])
 
-    def transformed(self, rot: np.ndarray, offset: np.ndarray | None = None, scale: float = 1.0) -> Mesh:
+    def transformed(self, rot: np.ndarray, offset: np.ndarray | None = None, scale: float = 1.0) -> AssetMesh:
         """p -> scale * (p @ rot.T) + offset for every vertex. rot: [3, 3]; offset: [3]"""
         off = np.zeros(3, np.float32) if offset is None else np.asarray(offset, np.float32)
         rot = np.asarray(rot, np.float32)
-        return Mesh([replace(p, positions=(scale * (p.positions @ rot.T) + off).astype(np.float32))
+        return AssetMesh([replace(p, positions=(scale * (p.positions @ rot.T) + off).astype(np.float32))
                      for p in self.parts], dict(self.meta))
 
 
 FITS = ("sphere", "box")
 
 
-def normalize(mesh: Mesh, fit: str = "sphere") -> tuple[Mesh, np.ndarray, float]:
+def normalize(mesh: AssetMesh, fit: str = "sphere") -> tuple[AssetMesh, np.ndarray, float]:
     """Centre the bounding box at 0 and scale by `fit` (see the module docstring).
 
     Returns the new mesh, the old centre and the scale applied: new = scale · (old - centre).
     """
-    mesh = Mesh([p for p in mesh.parts if len(p.faces)], mesh.meta)
+    mesh = AssetMesh([p for p in mesh.parts if len(p.faces)], mesh.meta)
     if not mesh.parts:
         raise ValueError("mesh has no faces")
     lo, hi = mesh.bounds()
@@ -91,7 +94,7 @@ def quaternion_pose(t, w: float, x: float, y: float, z: float) -> np.ndarray:
     return m
 
 
-def to_ply(mesh: Mesh) -> bytes:
+def to_ply(mesh: AssetMesh) -> bytes:
     """Binary PLY of the geometry (all parts merged; no colours)."""
     import trimesh
 
@@ -111,13 +114,13 @@ def rgba_image(img) -> np.ndarray:
     return np.asarray(img.convert("RGBA"), dtype=np.uint8)
 
 
-def from_trimesh(obj) -> Mesh:
-    """A trimesh Trimesh or Scene -> Mesh, with textures, material colours or vertex/face colours."""
+def from_trimesh(obj) -> AssetMesh:
+    """A trimesh Trimesh or Scene -> AssetMesh, with textures, material colours or vertex/face colours."""
     import trimesh
 
     geoms = obj.dump(concatenate=False) if isinstance(obj, trimesh.Scene) else [obj]
     parts = [_part_from_trimesh(g) for g in geoms if isinstance(g, trimesh.Trimesh) and len(g.faces)]
-    return Mesh([p for p in parts if p is not None])
+    return AssetMesh([p for p in parts if p is not None])
 
 
 def _part_from_trimesh(tm) -> Part:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrm.data.mesh import Mesh
+from lrm.data.mesh import AssetMesh
 from lrm.data.gl_render import LightConfig
 from lrm.errors import LRMError
 
@@ -58,13 +58,13 @@ class PointSamples:
     occupancy: np.ndarray  # [Q] float32, 1 inside, 0 outside
 
 
-def _triangles(mesh: Mesh) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _triangles(mesh: AssetMesh) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per part: triangle corners [F, 3, 3] float64 and triangle areas [F]."""
     tris = [p.positions[p.faces].astype(np.float64) for p in mesh.parts]
     return tris, [0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=-1) for t in tris]
 
 
-def _surface(mesh: Mesh, tris: list[np.ndarray], areas: list[np.ndarray], n: int, rng: np.random.Generator
+def _surface(mesh: AssetMesh, tris: list[np.ndarray], areas: list[np.ndarray], n: int, rng: np.random.Generator
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Area-uniform points on the mesh (`tris`, `areas`: from `_triangles`) with albedo and
     geometric normal; texels cut out by an alpha test are holes (their points are dropped).
@@ -132,7 +132,7 @@ def _orient(solid: np.ndarray, xyz: np.ndarray, normal: np.ndarray, voxel: float
     return np.where((plus & ~minus)[:, None], -normal, normal), plus != minus
 
 
-def compute_samples(mesh: Mesh, light: LightConfig, cfg: SampleConfig, seed: int) -> PointSamples:
+def compute_samples(mesh: AssetMesh, light: LightConfig, cfg: SampleConfig, seed: int) -> PointSamples:
     """Point samples of a normalised mesh (inside [-1, 1]³). Deterministic for a seed."""
     from scipy.spatial import cKDTree
 
@@ -196,13 +196,6 @@ def write_samples(folder: str | Path, s: PointSamples) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return folder / SAMPLES_NAME
-
-
-def missing_samples(root: str | Path, ids: list[str]) -> list[str]:
-    """The ids (of `ids`) whose object folder in dataset `root` has no samples.npz."""
-    from lrm.data.format import object_dir
-
-    return [i for i in ids if not (object_dir(root, i) / SAMPLES_NAME).is_file()]
 
 
 def read_samples(folder: str | Path) -> PointSamples:

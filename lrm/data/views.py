@@ -1,6 +1,6 @@
 """Where the cameras go: OpenLRM's training distribution plus a fixed evaluation ring.
 
-Random views (as OpenLRM's Blender renders, spec §14.4):
+Random views (as OpenLRM's Blender renders, docs/spec/openlrm-v1.1.md §14.4):
 - view 0, the "front": camera at (0, -d, 0) looking along +y, image up = +z, d ~ U(1.9, 2.6);
   exactly `lrm.cameras.canonical_c2w(d)`, the model's source camera;
 - views 1..V-1: direction uniform in the cube [-1, 1]³ then normalised, radius U(1.9, 2.6),

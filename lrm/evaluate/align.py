@@ -18,7 +18,7 @@ import numpy as np
 import trimesh
 
 
-def normalise_unit_bbox(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, np.ndarray]:
+def normalize_unit_bbox(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, np.ndarray]:
     """-> (normalised copy, 4x4 transform applied); longest bbox side 1, bbox centred at 0."""
     lo, hi = mesh.bounds
     scale = 1.0 / float(max((hi - lo).max(), 1e-12))
@@ -120,8 +120,8 @@ def align_meshes(pred: trimesh.Trimesh, gt: trimesh.Trimesh, mode: str = "icp", 
     """
     from lrm.evaluate.geometry import sample_surface
 
-    pred_n, tp = normalise_unit_bbox(pred)
-    gt_n, _ = normalise_unit_bbox(gt)
+    pred_n, tp = normalize_unit_bbox(pred)
+    gt_n, _ = normalize_unit_bbox(gt)
     if mode == "none":
         return pred_n, gt_n, tp
     if mode != "icp":

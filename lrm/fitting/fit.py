@@ -32,7 +32,7 @@ import trimesh
 
 from lrm.configs import from_dict, to_dict
 from lrm.errors import LRMError
-from lrm.fitting.targets import MeshTargets, normalise
+from lrm.fitting.targets import MeshTargets, normalize
 from lrm.model.field import Field
 from lrm.model.lrm import LRMConfig
 
@@ -67,7 +67,7 @@ def fit_field(
     """
     torch.manual_seed(fit.seed)
     radius = cfg.field.radius
-    mesh = normalise(mesh, radius, fit.extent)
+    mesh = normalize(mesh, radius, fit.extent)
     targets = MeshTargets(mesh, radius, fit.voxels, fit.surface_samples, fit.seed)
     field = Field(cfg.field)
     side = 2 * cfg.transformer.token_res

@@ -13,18 +13,17 @@ import torch.nn.functional as F
 import trimesh
 
 from lrm.errors import LRMError
+from lrm.evaluate.align import normalize_unit_bbox
 from lrm.mesh.triangle_cover import cover
 
 
-def normalise(mesh: trimesh.Trimesh, radius: float, extent: float) -> trimesh.Trimesh:
+def normalize(mesh: trimesh.Trimesh, radius: float, extent: float) -> trimesh.Trimesh:
     """Centre the mesh's bounding box at the origin, largest half-extent = extent * radius."""
-    out = mesh.copy()
-    lo, hi = out.bounds
-    half = float((hi - lo).max()) / 2
-    if not half > 0:
+    lo, hi = mesh.bounds
+    if not float((hi - lo).max()) > 0:
         raise LRMError("the mesh is empty or flat")
-    out.apply_translation(-(lo + hi) / 2)
-    out.apply_scale(extent * radius / half)
+    out, _ = normalize_unit_bbox(mesh)  # longest side 1
+    out.apply_scale(2 * extent * radius)
     return out
 
 

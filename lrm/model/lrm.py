@@ -28,6 +28,7 @@ from lrm.model.transformer import TransformerConfig, TriplaneTransformer
 from lrm.model.triplane import Upsampler
 from lrm.render.rays import camera_rays
 from lrm.render.renderer import Occupied, Query, RenderConfig, render_rays
+from lrm.render.skipping import render_rays_skipping
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -167,16 +168,12 @@ class LRM(nn.Module):
         if bg.ndim == 2:  # [B, V] grey levels
             bg = bg[..., None].expand(b, v, 3)
         bg = bg.expand(b, v, 3)[:, :, None, :].expand(b, v, rays, 3).reshape(b, v * rays, 3)
-        out = render_rays(
-            query if query is not None else (lambda xyz: self.field(planes, xyz)),
-            self.field.density,
-            origins.reshape(b, v * rays, 3),
-            dirs.reshape(b, v * rays, 3),
-            bg,
-            self.cfg.render,
-            generator,
-            occupied,
-        )
+        args = (query if query is not None else (lambda xyz: self.field(planes, xyz)), self.field.density,
+                origins.reshape(b, v * rays, 3), dirs.reshape(b, v * rays, 3), bg, self.cfg.render)
+        if occupied is None:
+            out = render_rays(*args, generator)
+        else:
+            out = render_rays_skipping(*args, occupied, generator)
         rgb = out["rgb"].reshape(b, v, side, side, 3).permute(0, 1, 4, 2, 3)
         depth = out["depth"].reshape(b, v, 1, side, side)
         opacity = out["opacity"].reshape(b, v, 1, side, side)
@@ -196,15 +193,6 @@ class LRM(nn.Module):
                  for k, v in self.state_dict().items()}
         save_tensors(state, directory / WEIGHTS_NAME, {"format": "pt", "lrm_config": str(to_dict(self.cfg))})
         write_card(directory, self.cfg)
-
-    @classmethod
-    def from_pretrained(
-        cls, name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-    ) -> "LRM":
-        """Load a model by preset alias, local folder (ours or upstream layout) or hub id."""
-        from lrm.hub import load_model
-
-        return load_model(str(name_or_path), device=device, dtype=dtype)
 
     @staticmethod
     def config_from_dict(data: dict) -> LRMConfig:

@@ -1,5 +1,5 @@
 """Model presets as plain constructors. Values for the published families follow
-../shared/spec (OpenLRM v1.1 config.json and TripoSR config.yaml)."""
+docs/spec (OpenLRM v1.1 config.json and TripoSR config.yaml)."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def point_weights(sigma: torch.Tensor, inside: torch.Tensor | None = None) -> to
     return transmittance_weights(alpha)
 
 
-def composite(
+def accumulate(
     weights: torch.Tensor, colors: torch.Tensor, depths: torch.Tensor, background: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """weights: [..., K]; colors: [..., K, 3]; depths: [..., K]; background: broadcastable to [..., 3]

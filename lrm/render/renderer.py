@@ -4,8 +4,9 @@ compositing over a background. Functional: the field is a `query` callable.
     query(xyz [B, N, 3]) -> (raw density [B, N], rgb [B, N, 3])
     activation(raw) -> density
 
-This is the reference renderer. With an `occupied` test, `render_rays` hands each chunk to the
-empty-space-skipping twin in `lrm.render.skipping` (inference only).
+This is the reference renderer. Its empty-space-skipping twin, `lrm.render.skipping`
+(inference only; tests/test_fast_mode.py checks it against this one), reuses the chunking of
+`render_rays`; this module does not import it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Callable, Literal
 
 import torch
 
-from lrm.render.march import composite, interval_weights, point_weights
+from lrm.configs import require
+from lrm.render.march import accumulate, interval_weights, point_weights
 from lrm.render.rays import ray_box, ray_sphere
 from lrm.render.sampling import Spacing, importance, stratified
 
 Query = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Occupied = Callable[[torch.Tensor], torch.Tensor]  # xyz [B, N, 3] -> bool [B, N]
-from lrm.configs import require
+ChunkRenderer = Callable[..., dict[str, torch.Tensor]]  # (query, activation, origins, dirs, bg, cfg, generator)
 
 
 @dataclass
@@ -39,7 +41,7 @@ class RenderConfig:
     chunk: int = 4096  # rays per chunk
 
     def __post_init__(self) -> None:
-        require([(self.radius > 0 and 0 <= self.shrink < 1, f"render radius must be > 0 and shrink in [0, 1)"),
+        require([(self.radius > 0 and 0 <= self.shrink < 1, "render radius must be > 0 and shrink in [0, 1)"),
                  (self.samples > 0 and self.importance >= 0 and self.chunk > 0,
                   f"render samples and chunk must be > 0, importance >= 0 (got {self.samples}, {self.chunk}, "
                   f"{self.importance})")])
@@ -101,7 +103,7 @@ def _render_chunk(
         weights, colors, depths = interval_weights(t, sigma, rgb, activation, inside(t))
 
     weights = weights * valid[..., None]
-    out_rgb, depth, opacity = composite(weights, colors, depths, background)
+    out_rgb, depth, opacity = accumulate(weights, colors, depths, background)
     return {"rgb": out_rgb, "depth": depth, "opacity": opacity}
 
 
@@ -113,25 +115,18 @@ def render_rays(
     background: torch.Tensor | float,
     cfg: RenderConfig,
     generator: torch.Generator | None = None,
-    occupied: Occupied | None = None,
+    chunk_fn: ChunkRenderer | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render rays in chunks of `cfg.chunk`.
 
-    origins, dirs: [B, R, 3]; background: float or broadcastable to [B, R, 3];
-    occupied: empty-space test (e.g. `lrm.render.occupancy.OccupancyGrid`): skip the field where
-    it is empty, see `lrm.render.skipping` (inference only)
+    origins, dirs: [B, R, 3]; background: float or broadcastable to [B, R, 3]; chunk_fn: what
+    renders one chunk, with this module's chunk renderer's arguments (default: that renderer;
+    lrm.render.skipping.render_rays_skipping passes its empty-space-skipping twin)
     -> {"rgb": [B, R, 3], "depth": [B, R], "opacity": [B, R]}
     """
     b, r, _ = origins.shape
     bg = torch.as_tensor(background, dtype=torch.float32, device=origins.device).expand(b, r, 3)
-    if occupied is None:
-        chunk_fn = _render_chunk
-    else:
-        from functools import partial
-
-        from lrm.render.skipping import render_chunk_skipping
-
-        chunk_fn = partial(render_chunk_skipping, occupied=occupied)
+    chunk_fn = chunk_fn or _render_chunk
     outs = [
         chunk_fn(
             query, activation, origins[:, i : i + cfg.chunk], dirs[:, i : i + cfg.chunk],

@@ -17,12 +17,13 @@ with the reference renderer.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
 
-from lrm.render.march import composite, interval_weights, point_weights
-from lrm.render.renderer import Occupied, Query, RenderConfig, ray_bounds
+from lrm.render.march import accumulate, interval_weights, point_weights
+from lrm.render.renderer import Occupied, Query, RenderConfig, ray_bounds, render_rays
 from lrm.render.sampling import importance, stratified
 
 
@@ -143,7 +144,7 @@ def _render(
     else:
         weights, colors, depths = point_weights(activation(sigma), keep), rgb, t
     weights = weights * valid[..., None]
-    c, d, o = composite(weights, colors, depths, background)
+    c, d, o = accumulate(weights, colors, depths, background)
     if rays is None:
         return {"rgb": c, "depth": d, "opacity": o}
     out_rgb[:, rays], depth[:, rays], opacity[:, rays] = c, d, o
@@ -165,3 +166,20 @@ def _keep(pts: torch.Tensor, done: torch.Tensor, cfg: RenderConfig) -> torch.Ten
     if not cfg.mask_outside:
         return done
     return done & (pts.abs() <= cfg.radius).all(dim=-1)
+
+
+def render_rays_skipping(
+    query: Query,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    background: torch.Tensor | float,
+    cfg: RenderConfig,
+    occupied: Occupied,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """`lrm.render.renderer.render_rays`, skipping the field where `occupied` says it is empty
+    (e.g. `lrm.render.occupancy.OccupancyGrid`). origins, dirs: [B, R, 3]
+    -> {"rgb": [B, R, 3], "depth": [B, R], "opacity": [B, R]}"""
+    return render_rays(query, activation, origins, dirs, background, cfg, generator,
+                       chunk_fn=partial(render_chunk_skipping, occupied=occupied))

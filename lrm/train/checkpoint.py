@@ -9,18 +9,16 @@
 A checkpoint is written into `.tmp-step-…`, every file fsynced, then the folder is renamed
 into place: a killed writer leaves no complete-looking checkpoint. On load, a folder whose
 manifest is missing or whose files differ from it in size or hash is reported and skipped,
-and the previous checkpoint is used.
+and the previous checkpoint is used. That read side (layout, `verify`, `latest_valid`) is
+lrm.run_folder, which inference uses without importing the trainer.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import re
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +27,13 @@ import torch
 
 from lrm.configs import to_dict
 from lrm.model.lrm import CONFIG_NAME, WEIGHTS_NAME, LRMConfig
-
-CHECKPOINTS = "checkpoints"
-MANIFEST = "manifest.json"
-TRAINER_STATE = "trainer.pt"
-FORMAT = "lrm-train-checkpoint-1"
-_STEP_DIR = re.compile(r"^step-(\d+)$")
-
-
-def step_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINTS / f"step-{step:06d}"
-
+from lrm.run_folder import (  # noqa: F401  (the read side, re-exported for the trainer)
+    CHECKPOINTS, FORMAT, MANIFEST, TRAINER_STATE, latest_valid, list_checkpoints, sha256, step_dir, verify,
+)
 
 def temp_dir(run_dir: str | Path, step: int) -> Path:
     """Where checkpoint `step` is assembled (the same path on every rank)."""
     return Path(run_dir) / CHECKPOINTS / f".tmp-step-{step:06d}"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -99,7 +81,7 @@ def finalize(tmp: Path, final: Path, step: int) -> Path:
     for p in files:
         _fsync(p)
     manifest = {"format": FORMAT, "step": step,
-                "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+                "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": sha256(p)}
                           for p in files}}
     with open(tmp / MANIFEST, "w") as f:
         json.dump(manifest, f, indent=1)
@@ -116,50 +98,6 @@ def finalize(tmp: Path, final: Path, step: int) -> Path:
         os.replace(tmp, final)
     _fsync(final.parent)
     return final
-
-
-def verify(folder: Path) -> str | None:
-    """None if the checkpoint is complete and intact, else the reason it is not."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        return "no manifest.json (incomplete write)"
-    try:
-        manifest = json.loads(path.read_text())
-        files = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        return f"unreadable manifest.json ({exc})"
-    for name in (CONFIG_NAME, WEIGHTS_NAME, TRAINER_STATE):
-        if name not in files:
-            return f"manifest lists no {name}"
-    for name, info in files.items():
-        p = folder / name
-        if not p.is_file():
-            return f"{name} is missing"
-        size = p.stat().st_size
-        if size != info["size"]:
-            return f"{name} has {size} bytes, the manifest says {info['size']} (truncated or replaced)"
-        if _sha256(p) != info["sha256"]:
-            return f"{name} does not match its sha256 in the manifest (corrupt)"
-    return None
-
-
-def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, folder) of the checkpoint folders of a run, oldest first (not verified)."""
-    root = Path(run_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
-    return sorted(found)
-
-
-def latest_valid(run_dir: str | Path) -> Path | None:
-    """The newest intact checkpoint of a run; each newer broken one is reported with a warning."""
-    for _, folder in reversed(list_checkpoints(run_dir)):
-        reason = verify(folder)
-        if reason is None:
-            return folder
-        warnings.warn(f"checkpoint {folder} is unusable: {reason}; trying the previous one", stacklevel=2)
-    return None
 
 
 def prune(run_dir: str | Path, keep: int) -> None:

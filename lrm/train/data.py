@@ -5,7 +5,7 @@ Global sample g (counting over steps, micro-batches, ranks and batch slots) draw
 with (seed, g). The data a run sees is thus fixed by the seed and the step, whatever the
 number of loader workers, and a resumed run continues the same stream from its step.
 
-Per sample (OpenLRM's recipe, ../shared/spec/openlrm-v1.1.md §14.2):
+Per sample (OpenLRM's recipe, docs/spec/openlrm-v1.1.md §14.2):
 - 1 + `side_views` distinct random views; the first is the input (source) view;
 - poses rotated so that the source camera becomes the canonical one (its own distance);
 - the source composited on `source_background`, resized (bicubic, align_corners=True) to the
@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from lrm import cameras
-from lrm.data.format import ObjectViews, list_objects, object_dir, read_meta, read_object
-from lrm.data.samples import SAMPLES_NAME, PointSamples, missing_samples, read_samples
+from lrm.data.format import ObjectViews, list_objects, missing_samples, object_dir, read_meta, read_object
+from lrm.data.samples import SAMPLES_NAME, PointSamples, read_samples
 from lrm.errors import LRMError
+from lrm.preprocess import composite
 from lrm.train.config import DataConfig
 
 
@@ -85,11 +86,12 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=True).clamp(0, 1)
 
 
-def composite(rgba: np.ndarray, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """rgba: [V, H, W, 4] uint8; background: [V] grey levels -> rgb [V, 3, H, W], alpha [V, 1, H, W]"""
-    x = torch.from_numpy(rgba).permute(0, 3, 1, 2).float() / 255.0
-    rgb, alpha = x[:, :3], x[:, 3:]
-    return rgb * alpha + background[:, None, None, None] * (1 - alpha), alpha
+def composite_views(rgba: np.ndarray, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """rgba: [V, H, W, 4] uint8; background: [V] grey levels -> rgb [V, 3, H, W], alpha [V, 1, H, W]
+    (each view over its own grey, by lrm.preprocess.composite)"""
+    x = rgba.astype(np.float32) / 255.0
+    rgb = composite(x, background.numpy().astype(np.float32)[:, None, None, None])
+    return torch.from_numpy(rgb).permute(0, 3, 1, 2), torch.from_numpy(x[..., 3:]).permute(0, 3, 1, 2)
 
 
 def point_targets(points: PointSamples, rng: np.random.Generator, cfg: DataConfig, frame: torch.Tensor) -> dict:
@@ -121,7 +123,7 @@ def make_sample(obj: ObjectViews, rng: np.random.Generator, cfg: DataConfig, sou
     raw = torch.from_numpy(obj.c2w).float()
     c2w = cameras.normalize_poses(raw)
     intr = torch.from_numpy(obj.intrinsics).float()
-    src_rgb, _ = composite(obj.rgba[:1], torch.tensor([cfg.source_background]))
+    src_rgb, _ = composite_views(obj.rgba[:1], torch.tensor([cfg.source_background]))
     source = resize(src_rgb, source_size)[0]
     first = 0 if cfg.supervise_source else 1
     sup = slice(first, None)
@@ -131,7 +133,7 @@ def make_sample(obj: ObjectViews, rng: np.random.Generator, cfg: DataConfig, sou
     if res < cfg.region:
         raise LRMError(f"data.render_low ({cfg.render_low}) must be at least data.region ({cfg.region})")
     anchor = torch.from_numpy(rng.integers(0, res - cfg.region + 1, size=(v, 2))).float()
-    rgb, alpha = composite(obj.rgba[sup], bg)
+    rgb, alpha = composite_views(obj.rgba[sup], bg)
     full = resize(torch.cat([rgb, alpha], dim=1), res)
     crops = torch.stack([full[i, :, int(r):int(r) + cfg.region, int(c):int(c) + cfg.region]
                          for i, (r, c) in enumerate(anchor.tolist())])
@@ -222,7 +224,7 @@ def validation_items(source: ObjectSource, count: int, views: int, source_size: 
         obj = source.read(index, list(range(n)))
         c2w = cameras.normalize_poses(torch.from_numpy(obj.c2w).float())
         intr = torch.from_numpy(obj.intrinsics).float()
-        rgb, alpha = composite(obj.rgba, torch.ones(n))
+        rgb, alpha = composite_views(obj.rgba, torch.ones(n))
         items.append({
             "source_c2w": c2w[None, :1],
             "source_intrinsics": intr[None, :1],

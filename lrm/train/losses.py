@@ -33,12 +33,6 @@ def tv(planes: torch.Tensor) -> torch.Tensor:
     return (p[..., 1:, :] - p[..., :-1, :]).pow(2).mean() + (p[..., :, 1:] - p[..., :, :-1]).pow(2).mean()
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """pred, target: [..., 3, H, W] in [0, 1] -> PSNR in dB of the mean squared error (scalar)"""
-    err = (pred.float().clamp(0, 1) - target.float()).pow(2).mean()
-    return -10 * torch.log10(err.clamp(min=1e-10))
-
-
 def occupancy_bce(logit: torch.Tensor, inside: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """logit: [B, N] density activation input x = raw + density_bias; inside: [B, N] in {0, 1}
     -> mean binary cross-entropy of sigmoid(scale·x)"""

@@ -12,7 +12,7 @@ from einops import rearrange
 from PIL import Image
 
 from lrm.model.lrm import LRM
-from lrm.train.losses import psnr
+from lrm.evaluate.image_metrics import psnr
 
 
 def silhouette_iou(opacity: torch.Tensor, alpha: torch.Tensor) -> float:
@@ -28,8 +28,9 @@ def validate(model: LRM, items: list[dict], resolution: int) -> tuple[float, np.
     """Render each item's target views on white (no jitter) from its input view, and the input
     view itself.
 
-    items: see lrm.train.data.validation_items -> (mean PSNR in dB, grid [H, W, 3] uint8 with
-    one row per object: input, then render / target pairs, mean silhouette IoU of the rendered
+    items: see lrm.train.data.validation_items -> (mean PSNR in dB over objects and views, as
+    `lrm evaluate` scores it (lrm.evaluate.image_metrics.psnr); grid [H, W, 3] uint8 with one
+    row per object: input, then render / target pairs; mean silhouette IoU of the rendered
     opacity on the input view against its alpha)."""
     was_training = model.training
     model.eval()
@@ -39,7 +40,8 @@ def validate(model: LRM, items: list[dict], resolution: int) -> tuple[float, np.
         planes = model(item["source"].to(dev), item["source_camera"].to(dev))
         out = model.render(planes, item["c2w"].to(dev), item["intrinsics"].to(dev), resolution, background=1.0)
         pred, target = out["rgb"].float().clamp(0, 1).cpu(), item["target"]
-        scores.append(float(psnr(pred, target)))
+        scores.append(psnr(rearrange(pred[0], "v c h w -> v h w c").numpy(),
+                           rearrange(target[0].float(), "v c h w -> v h w c").numpy()))
         own = model.render(planes, item["source_c2w"].to(dev), item["source_intrinsics"].to(dev), resolution)
         ious.append(silhouette_iou(own["opacity"].float().cpu(), item["source_alpha"]))
         source = torch.nn.functional.interpolate(item["source"], size=(resolution, resolution),

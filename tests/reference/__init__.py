@@ -1,1 +1,1 @@
-"""Slow, obviously-correct reference implementations of the upstream models (from ../shared/spec)."""
+"""Slow, obviously-correct reference implementations of the upstream models (from docs/spec)."""

@@ -1,7 +1,7 @@
 """Upstream state-dict key tables written from the spec's pattern tables, independently of
 lrm.convert, and random state dicts in those layouts.
 
-OpenLRM v1.1: openlrm-v1.1.md §15.1-§15.3. TripoSR: triposr.md §15.1-§15.2.
+OpenLRM v1.1: docs/spec/openlrm-v1.1.md §15.1-§15.3. TripoSR: docs/spec/triposr.md §15.1-§15.2.
 Dimensions are parameters so that tests can use reduced sizes; the defaults are the spec's.
 """
 

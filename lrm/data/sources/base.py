@@ -1,6 +1,6 @@
 """What every source reader returns: `Asset`s, each a lazily loadable object with its metadata.
 
-`Asset.load()` returns a `Mesh` already in our axes (Z up, front towards -y) but not yet
+`Asset.load()` returns a `AssetMesh` already in our axes (Z up, front towards -y) but not yet
 normalised; it runs in a worker process, so it must be picklable (a module-level function
 wrapped in functools.partial). A reader raises `SkipAsset(reason)` for an object that loads but
 should not be rendered (too few faces, no mesh); any other exception is a load failure.
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lrm.data.mesh import Mesh
+from lrm.data.mesh import AssetMesh
 
 
 class SkipAsset(Exception):
@@ -25,7 +25,7 @@ class Asset:
     id: str  # unique, filesystem- and WebDataset-safe: [A-Za-z0-9_-] only (no dots)
     source: str  # "0ad", "kicad", "redeclipse-nieb", "folder", "objaverse", ...
     license: str  # licence of the asset (SPDX-like)
-    load: Callable[[], Mesh]  # -> the mesh in our axes (Z up), not normalised
+    load: Callable[[], AssetMesh]  # -> the mesh in our axes (Z up), not normalised
     info: dict[str, Any] = field(default_factory=dict)  # extra fields copied into meta.json
     split: str | None = None  # forced split ("test" for the holdout); None: hashed from the id
 

@@ -11,20 +11,22 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from lrm.data.mesh import Y_UP, Z_UP, Mesh, from_trimesh
+from lrm.data.mesh import Y_UP, Z_UP, AssetMesh, from_trimesh
 from lrm.data.sources.base import Asset, make_id
 
 EXTENSIONS = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off", ".dae")
 AXES = {"y": Y_UP, "z": Z_UP}
 
 
-def load(path: str, up: str = "y") -> Mesh:
+def load(path: str, up: str = "y") -> AssetMesh:
     import trimesh
 
     try:
         obj = trimesh.load(path, force="scene", process=False)
     except ImportError as exc:  # e.g. .dae without pycollada: a clear reason in the failure log
         raise ValueError(f"trimesh cannot read {Path(path).suffix}: {exc}") from exc
+    except Exception as exc:  # trimesh's parsers raise every kind of error on a malformed file
+        raise ValueError(f"trimesh cannot read this file ({type(exc).__name__}: {exc})") from exc
     mesh = from_trimesh(obj)
     if not mesh.parts:
         raise ValueError("no triangles in the file")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrm.data.mesh import Mesh, Part
+from lrm.data.mesh import AssetMesh, Part
 from lrm.data.sources.base import Asset, SkipAsset, make_id
 
 LICENSE = "CC-BY-SA-4.0"
@@ -51,7 +51,7 @@ def triangulate(index: np.ndarray) -> np.ndarray:
     return np.array(tris, np.int64).reshape(-1, 3)
 
 
-def read_wrl(text: str) -> Mesh:
+def read_wrl(text: str) -> AssetMesh:
     """Parse a KiCad StepUp VRML file into one part per shape, coloured by its material."""
     if re.search(r"\bTransform\s*\{", text):
         raise SkipAsset("VRML with Transform nodes is not supported")
@@ -78,10 +78,10 @@ def read_wrl(text: str) -> Mesh:
         parts.append(Part(pos, faces, colors=np.tile(rgba, (len(pos), 1))))
     if not parts:
         raise ValueError("no IndexedFaceSet geometry")
-    return Mesh(parts)
+    return AssetMesh(parts)
 
 
-def load(path: str) -> Mesh:
+def load(path: str) -> AssetMesh:
     return read_wrl(Path(path).read_text(errors="replace"))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lrm.data.mesh import Y_UP, Mesh, Part, rgba_image
+from lrm.data.mesh import Y_UP, AssetMesh, Part, rgba_image
 
 # File axes -> ours: Y up to Z up, then a quarter turn about z so that the +x front faces -y.
 AXES = np.array([[0, 1, 0], [-1, 0, 0], [0, 0, 1]], np.float32) @ Y_UP
@@ -76,7 +76,7 @@ def read_cfg(path: Path) -> tuple[Path, dict[str, Path]]:
     return obj, skins
 
 
-def load(cfg_path: str) -> Mesh:
+def load(cfg_path: str) -> AssetMesh:
     obj, skins = read_cfg(Path(cfg_path))
     if not skins and (obj.parent / "diffuse.png").is_file():
         skins = {"*": obj.parent / "diffuse.png"}
@@ -90,7 +90,7 @@ def load(cfg_path: str) -> Mesh:
         if tex_path not in images:
             images[tex_path] = rgba_image(Image.open(tex_path))
         parts.append(Part(pos, faces, uv=uv, texture=images[tex_path], alpha_cutoff=0.5))
-    return Mesh(parts).transformed(AXES)
+    return AssetMesh(parts).transformed(AXES)
 
 
 def assets(root: str) -> list[Asset]:

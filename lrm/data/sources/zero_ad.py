@@ -30,7 +30,7 @@ from functools import lru_cache, partial
 import numpy as np
 from PIL import Image
 
-from lrm.data.mesh import Y_UP, Mesh, Part, quaternion_pose, rgba_image
+from lrm.data.mesh import Y_UP, AssetMesh, Part, quaternion_pose, rgba_image
 from lrm.data.sources.base import Asset, SkipAsset, make_id
 
 LICENSE = "CC-BY-SA-3.0"
@@ -169,10 +169,10 @@ def _parts(zf: zipfile.ZipFile, path: str, transform: np.ndarray, depth: int, ou
                 continue
 
 
-def load(zip_path: str, actor_path: str, min_faces: int = 0) -> Mesh:
+def load(zip_path: str, actor_path: str, min_faces: int = 0) -> AssetMesh:
     parts: list[Part] = []
     _parts(_zip(zip_path), actor_path, np.eye(4), 0, parts)
-    mesh = Mesh(parts)
+    mesh = AssetMesh(parts)
     if not parts:
         raise SkipAsset("actor has no mesh")
     if mesh.faces < min_faces:
