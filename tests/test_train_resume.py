@@ -48,6 +48,29 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
 
 
+def test_resume_restores_the_global_rng(tmp_path, monkeypatch):
+    """lrm's own randomness comes from generators seeded by (seed, step); a model's own random
+    layers (dropout, noise) draw from the global RNG, which a resume must restore. Stand-in:
+    every training forward scales its renders by a factor drawn from the global RNG."""
+    from lrm.train import loop
+
+    forward = loop.TrainStep.forward
+
+    def noisy(self, *args, **kwargs):
+        out, planes = forward(self, *args, **kwargs)
+        out["rgb"] = out["rgb"] * (1 + 0.5 * torch.rand(()))
+        return out, planes
+
+    monkeypatch.setattr(loop.TrainStep, "forward", noisy)
+    root = dataset(tmp_path)
+    opts = dict(steps=4, checkpoint_every=2)
+    full = _params(train(micro(root, tmp_path / "full", **opts), progress=False)["model"])
+    train(micro(root, tmp_path / "cut", **opts), progress=False, max_steps=2)
+    resumed = train(micro(root, tmp_path / "cut", **opts), resume="auto", progress=False)
+    assert resumed["step"] == 4
+    assert _max_diff(full, _params(resumed["model"])) <= 1e-6
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])

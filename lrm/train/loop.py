@@ -182,7 +182,7 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
         scheduler.load_state_dict(state["scheduler"])
         # the saved state pickles the schedule's own total: keep this run's (--steps may extend it)
         scheduler.lr_lambdas = [WarmupCosine(cfg.optim.lr, cfg.optim.warmup, cfg.steps) for _ in scheduler.lr_lambdas]
-        ckpt.set_rng_state(state["rng"])
+        resume_rng = state["rng"]  # restored just before the first step (see below)
         if state["global_batch"] != cfg.batch_size * cfg.accumulation * acc.num_processes:
             warnings.warn("the global batch differs from the checkpoint's: the data order changes", stacklevel=2)
     render = dataclasses.replace(
@@ -237,7 +237,9 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
         from tqdm.auto import tqdm
 
         bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True)
-    batch_iter = iter(loader)
+    batch_iter = iter(loader)  # draws the loader's base seed from the global RNG
+    if resume_from is not None:  # from here on the global RNG runs as it did after the saved step
+        ckpt.set_rng_state(resume_rng)
     window_t, window_n = time.perf_counter(), 0
     with _stop_on_signal() as stop:
         for step in range(start, end):
