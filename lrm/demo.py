@@ -11,6 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -29,11 +30,22 @@ class DemoResult:
     message: str  # per-stage timings, or the reason a stage failed
 
 
+@dataclass
+class Step:
+    """Where a running demo job is: shown in the page's progress bar."""
+    text: str
+    fraction: float  # of the whole job, in [0, 1]
+
+
+FRAMES_PER_STEP = 5  # turntable frames between two Steps (a leaving user's job stops within them)
+
+
 class DemoSession:
     def __init__(self, rec: Reconstructor, workdir: str | Path | None = None, video_size: int | None = None) -> None:
         self.rec = rec
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lrm-demo-"))
-        self.counter = 0
+        self.counter = 0  # jobs started
+        self.frames_rendered = 0  # turntable frames rendered, over all jobs
         self.video_size = video_size  # turntable side (None: Reconstructor.turntable's default, >= 256)
 
     def predict(
@@ -46,6 +58,20 @@ class DemoSession:
         video_frames: int = 30,
     ) -> DemoResult:
         """image: [H, W, 3|4] uint8 -> outputs written under a fresh folder of `workdir`."""
+        return _finish(self.predict_steps(image, remove_bg, foreground_ratio, mesh_resolution, texture, video_frames))
+
+    def predict_steps(
+        self,
+        image: np.ndarray,
+        remove_bg: bool = True,
+        foreground_ratio: float | None = None,
+        mesh_resolution: int | None = None,
+        texture: bool = False,
+        video_frames: int = 30,
+    ) -> Iterator[Step | DemoResult]:
+        """`predict` as a generator: a `Step` before each stage and every few turntable frames,
+        then the DemoResult. Closing it between steps stops the work there (lrm.demo's UI does
+        when the user leaves or cancels, so no abandoned job keeps the worker busy)."""
         if image is None:
             raise LRMError("upload an image first")
         from PIL import Image
@@ -56,9 +82,10 @@ class DemoSession:
         out = self._fresh()
         if foreground_ratio is not None:
             self.rec.inference.foreground_ratio = foreground_ratio
+        yield Step("reconstructing", 0.0)
         result = self.rec.reconstruct(image, remove_bg=remove_bg, mesh_resolution=mesh_resolution,
                                       texture=texture, photo_colors=True)
-        return self._outputs(result, out, video_frames)
+        yield from self._output_steps(result, out, video_frames)
 
     @property
     def takes_views(self) -> bool:
@@ -72,6 +99,16 @@ class DemoSession:
         texture: bool = False,
         video_frames: int = 30,
     ) -> DemoResult:
+        """`predict_views_steps` run to the end."""
+        return _finish(self.predict_views_steps(files, mesh_resolution, texture, video_frames))
+
+    def predict_views_steps(
+        self,
+        files: list[str | Path] | None,
+        mesh_resolution: int | None = None,
+        texture: bool = False,
+        video_frames: int = 30,
+    ) -> Iterator[Step | DemoResult]:
         """Uploaded files -> outputs of one object seen from several posed views: one image is a
         Zero123++ v1.2 sheet; else a transforms.json with its images, or COLMAP's cameras.txt +
         images.txt (or .bin) with the frames (lrm.views)."""
@@ -103,11 +140,13 @@ class DemoSession:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(p.read_bytes())
             views = read_views(str(scene))
+        yield Step(f"reconstructing from {len(views.images)} views", 0.0)
         result = self.rec.reconstruct_views(views.images, views.cameras16, mesh_resolution=mesh_resolution,
                                             texture=texture)
-        done = self._outputs(result, out, video_frames)
-        done.message = f"{len(views.images)} views | {done.message}"
-        return done
+        for step in self._output_steps(result, out, video_frames):
+            if isinstance(step, DemoResult):
+                step.message = f"{len(views.images)} views | {step.message}"
+            yield step
 
     def _fresh(self) -> Path:
         self.counter += 1
@@ -115,17 +154,20 @@ class DemoSession:
         out.mkdir(parents=True, exist_ok=True)
         return out
 
-    def _outputs(self, result, out: Path, video_frames: int) -> DemoResult:
-        """GLB, zipped OBJ, PLY, splats and turntable of one reconstruction, into `out`."""
+    def _output_steps(self, result, out: Path, video_frames: int) -> Iterator[Step | DemoResult]:
+        """GLB, zipped OBJ, PLY, splats and turntable of one reconstruction, into `out`; a Step
+        before each stage and every FRAMES_PER_STEP turntable frames, then the DemoResult."""
         from lrm.mesh.export import export_mesh_files
         from lrm.splat import write_splat_ply
         from lrm.video import write_video
 
+        yield Step("writing the mesh files", 0.4)
         glb = result.save_mesh(out / "mesh.glb")
         obj = _zipped(export_mesh_files(result.mesh, out / "mesh.obj", result.frame))
         ply = result.save_mesh(out / "mesh.ply")
         video = None
         timings = dict(result.timings)
+        yield Step("Gaussian splats", 0.5)
         t = time.perf_counter()
         try:
             splat = write_splat_ply(self.rec.splats(result.planes, 96), out / "splat.ply", result.frame)
@@ -134,11 +176,25 @@ class DemoSession:
             splat = None
         if video_frames > 0:
             t = time.perf_counter()
-            frames = self.rec.turntable(result.planes, video_frames, self.video_size, mesh=result.mesh)
-            video = write_video(frames, out / "turntable.mp4", fps=min(30, video_frames))
+            frames = []
+            for frame in self.rec.turntable_frames(result.planes, video_frames, self.video_size, mesh=result.mesh):
+                if len(frames) % FRAMES_PER_STEP == 0:
+                    yield Step(f"turntable frame {len(frames) + 1}/{video_frames}",
+                               0.6 + 0.4 * len(frames) / video_frames)
+                frames.append(frame)
+                self.frames_rendered += 1
+            video = write_video(np.stack(frames), out / "turntable.mp4", fps=min(30, video_frames))
             timings["video"] = time.perf_counter() - t
         message = " | ".join(f"{k} {v:.2f}s" for k, v in timings.items())
-        return DemoResult(result.image, glb, obj, ply, splat, video, message)
+        yield DemoResult(result.image, glb, obj, ply, splat, video, message)
+
+
+def _finish(steps: Iterator[Step | DemoResult]) -> DemoResult:
+    """Run a demo generator to its result."""
+    for step in steps:
+        if isinstance(step, DemoResult):
+            return step
+    raise AssertionError("a demo generator ended without a result")
 
 
 def _zipped(files: list[Path]) -> Path:
@@ -169,18 +225,46 @@ def build_ui(session: DemoSession):
         files = [str(r.glb), str(r.obj), str(r.ply)] + ([str(r.splat)] if r.splat else [])
         return r.preview, str(r.glb), files, str(r.video) if r.video else None, r.message
 
-    def run(image, remove_bg, ratio, resolution, texture, frames):
-        try:
-            return shown(session.predict(image, remove_bg, ratio, int(resolution), texture, int(frames)))
-        except LRMError as exc:
-            raise gr.Error(str(exc)) from None
+    def relay(steps: Iterator[Step | DemoResult], progress, page: bool):
+        """A generator handler: Gradio stops iterating it when its user leaves or cancels, and
+        closing `steps` there stops the work (no zombie job holding the one worker).
 
-    def run_views(uploads, resolution, texture, frames):
+        API clients (page=False) get the five outputs. The page (page=True) gets the timings box
+        and the DemoResult in a gr.State, which a plain follow-up event (`show`) puts into the
+        outputs: a Model3D filled by a generator event shows no viewer in Gradio 6."""
         try:
-            paths = [u if isinstance(u, str) else getattr(u, "name", u) for u in uploads or []]
-            return shown(session.predict_views(paths, int(resolution), texture, int(frames)))
+            for step in steps:
+                if isinstance(step, DemoResult):
+                    yield (step.message, step) if page else shown(step)
+                else:
+                    progress(step.fraction, desc=step.text)
+                    yield (step.text, None) if page else (gr.skip(),) * 4 + (step.text,)
         except LRMError as exc:
             raise gr.Error(str(exc)) from None
+        finally:
+            steps.close()
+
+    def one(image, remove_bg, ratio, resolution, texture, frames):
+        return session.predict_steps(image, remove_bg, ratio, int(resolution), texture, int(frames))
+
+    def several(uploads, resolution, texture, frames):
+        paths = [u if isinstance(u, str) else getattr(u, "name", u) for u in uploads or []]
+        return session.predict_views_steps(paths, int(resolution), texture, int(frames))
+
+    def run(image, remove_bg, ratio, resolution, texture, frames, progress=gr.Progress()):
+        yield from relay(one(image, remove_bg, ratio, resolution, texture, frames), progress, page=False)
+
+    def run_page(image, remove_bg, ratio, resolution, texture, frames, progress=gr.Progress()):
+        yield from relay(one(image, remove_bg, ratio, resolution, texture, frames), progress, page=True)
+
+    def run_views(uploads, resolution, texture, frames, progress=gr.Progress()):
+        yield from relay(several(uploads, resolution, texture, frames), progress, page=False)
+
+    def run_views_page(uploads, resolution, texture, frames, progress=gr.Progress()):
+        yield from relay(several(uploads, resolution, texture, frames), progress, page=True)
+
+    def show(result: DemoResult | None):
+        return shown(result) if result is not None else (gr.skip(),) * 5
 
     from lrm.device import precision_name
 
@@ -189,7 +273,8 @@ def build_ui(session: DemoSession):
     with gr.Blocks(title="lrm: one image to 3D") as ui:
         gr.Markdown(f"# lrm — one image to 3D\nModel: `{rec.model.cfg.name}` on {rec.device}, precision "
                     f"{precision_name(rec.compute_dtype)}{note}. Use an RGBA image, or let rembg remove "
-                    "the background (needs `lrm[rembg]`). Jobs run one at a time; the queue shows your place.")
+                    "the background (needs `lrm[rembg]`). Jobs run one at a time; the queue shows your place, "
+                    "and a job whose page is closed stops.")
         with gr.Row():
             with gr.Column():
                 with gr.Tab("one photo"):
@@ -216,9 +301,20 @@ def build_ui(session: DemoSession):
         if examples:
             gr.Examples(examples=examples, inputs=[image], label="examples (held-out renders)")
         outputs = [preview, viewer, files, video, message]
-        button.click(run, [image, remove_bg, ratio, resolution, texture, frames], outputs)
+        job = gr.State()
+        # The page's buttons, and the API's endpoints (/run, /run_views) on hidden buttons; all
+        # jobs share one worker (concurrency group "model").
+        one_inputs = [image, remove_bg, ratio, resolution, texture, frames]
+        button.click(run_page, one_inputs, [message, job], api_visibility="private", concurrency_id="model"
+                     ).success(show, [job], outputs, queue=False, api_visibility="private")
+        gr.Button(visible=False).click(run, one_inputs, outputs, api_name="run", concurrency_id="model")
         if session.takes_views:
-            views_button.click(run_views, [uploads, resolution, texture, frames], outputs)
+            views_inputs = [uploads, resolution, texture, frames]
+            views_button.click(run_views_page, views_inputs, [message, job], api_visibility="private",
+                               concurrency_id="model").success(show, [job], outputs, queue=False,
+                                                               api_visibility="private")
+            gr.Button(visible=False).click(run_views, views_inputs, outputs, api_name="run_views",
+                                           concurrency_id="model")
     return ui
 
 

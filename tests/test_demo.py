@@ -209,6 +209,46 @@ def test_non_image_upload_is_refused_and_the_server_keeps_serving(session, tmp_p
         ui.close()
 
 
+def test_a_job_whose_user_leaves_stops(session, tmp_path, monkeypatch):
+    """A job cancelled mid-turntable (what Gradio does when the page closes) stops within a few
+    frames instead of rendering on as a zombie, and the one worker serves the next job at once."""
+    pytest.importorskip("gradio")
+    import time
+
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    frames = session.rec.turntable_frames
+
+    def slow_frames(*args, **kwargs):  # 0.1 s a frame: a 120-frame turntable takes 12 s
+        for frame in frames(*args, **kwargs):
+            time.sleep(0.1)
+            yield frame
+
+    monkeypatch.setattr(session.rec, "turntable_frames", slow_frames)
+    path = tmp_path / "in.png"
+    Image.fromarray(_green_box(), "RGBA").save(path)
+    ui, url = _serve(session)
+    try:
+        client = Client(url, verbose=False)
+        job = client.submit(handle_file(str(path)), False, 0.8, 64, False, 120, api_name="/run")
+        deadline = time.time() + 60
+        while session.frames_rendered < 10 and time.time() < deadline:
+            time.sleep(0.05)
+        assert session.frames_rendered >= 10, "the job never reached its turntable"
+        job.cancel()
+        time.sleep(1.5)  # at most FRAMES_PER_STEP frames (0.5 s) after the cancel, then nothing
+        stopped = session.frames_rendered
+        time.sleep(1.5)
+        assert session.frames_rendered == stopped < 30, (stopped, session.frames_rendered)
+        t0 = time.perf_counter()
+        ok = client.predict(handle_file(str(path)), False, 0.8, 64, False, 0, api_name="/run")
+        assert ok[4].startswith("preprocess") and time.perf_counter() - t0 < 10  # not stuck behind the zombie
+        assert session.counter == 2
+    finally:
+        ui.close()
+
+
 def test_bundled_model_gives_splats_to_download(tmp_path):
     """With the bundled model on a bundled example the page offers GLB, OBJ and a splat .ply."""
     from pathlib import Path

@@ -102,7 +102,7 @@ def test_upload_reconstruct_and_download_in_a_real_browser(page_session, tmp_pat
                                if a.get_attribute("href").endswith(("mesh.glb", "mesh.obj.zip", "splat.ply"))], 30,
                       "download links")
         assert {"mesh.glb", "mesh.obj.zip"} <= {h.rsplit("/", 1)[-1] for h in links}
-        assert driver.find_elements(By.CSS_SELECTOR, "canvas"), "no 3D viewer canvas"
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "canvas"), 30, "the 3D viewer canvas")
         # the file the page offers is the one the session wrote
         import urllib.request
 
@@ -130,6 +130,45 @@ def test_upload_reconstruct_and_download_in_a_real_browser(page_session, tmp_pat
             shutil.copyfile(shot, os.environ["LRM_DEMO_SCREENSHOT"])
         severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not [m for m in severe if "WebGPU" not in m and "favicon" not in m], severe
+    finally:
+        driver.quit()
+        ui.close()
+
+
+def test_closing_the_page_stops_its_job(session, tmp_path, monkeypatch):  # noqa: F811 (fixture)
+    """A user who presses reconstruct and then leaves the page leaves no zombie: the job stops
+    within a few turntable frames, and the worker is free for the next user."""
+    from selenium.webdriver.common.by import By
+
+    frames = session.rec.turntable_frames
+
+    def slow_frames(*args, **kwargs):  # 0.1 s a frame: a 120-frame turntable takes 12 s
+        for frame in frames(*args, **kwargs):
+            time.sleep(0.1)
+            yield frame
+
+    monkeypatch.setattr(session.rec, "turntable_frames", slow_frames)
+    driver = _browser()
+    ui, url = _serve(session)
+    try:
+        driver.get(url)
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=file]"), 60, "the upload field")
+        driver.find_elements(By.CSS_SELECTOR, "input[type=file]")[0].send_keys(str(EXAMPLE))
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "img[src*='chair_office'], img[src*='/file=']"), 60,
+              "the uploaded image")
+        numbers = driver.find_elements(By.CSS_SELECTOR, "input[type=number]")  # ratio, resolution, frames
+        numbers[1].clear()
+        numbers[1].send_keys("64\t")
+        numbers[2].clear()
+        numbers[2].send_keys("120\t")
+        _wait(lambda: [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "reconstruct"],
+              30, "the reconstruct button")[0].click()
+        _wait(lambda: session.frames_rendered >= 10, 120, "the job's turntable")
+        driver.get("about:blank")  # the user leaves
+        time.sleep(2.0)  # the server notices the closed stream, and the job stops at its next step
+        stopped = session.frames_rendered
+        time.sleep(1.5)
+        assert session.frames_rendered == stopped < 40, (stopped, session.frames_rendered)
     finally:
         driver.quit()
         ui.close()
