@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 TARGET_FACES = 100_000  # meshes above this are decimated (quadric error) by default; 0 keeps every face
 TURNTABLE_MIN_SIZE = 256  # turntables are rendered at least this large, whatever the model's render size
 MESH_SHADING = 0.5  # headlight strength of mesh turntables (0: flat vertex colours), as in evaluation sheets
+MESH_SUPERSAMPLE = 2  # mesh turntable frames: samples per pixel per axis (antialiased edges; 1: none)
 OCCUPANCY_RESOLUTION = 64  # cells per side of the empty-space grid used when rendering (fast mode)
 
 
@@ -202,27 +203,28 @@ class Reconstructor:
         return c2w, cameras.intrinsics(inf.view_focal, n)
 
     def turntable(self, planes: torch.Tensor, frames: int, size: int | None = None, desc: str = "",
-                  mesh: Mesh | None = None) -> np.ndarray:
+                  mesh: Mesh | None = None, supersample: int = MESH_SUPERSAMPLE) -> np.ndarray:
         """planes: [1, 3, C, h, w] -> [frames, S, S, 3] float frames of an orbit starting at the
         input view; S = size, by default TURNTABLE_MIN_SIZE or the model's render size if larger.
 
         With a `mesh` that has vertex colours (this reconstruction's, in the model frame), the
-        frames show that mesh, rasterised with a half-strength headlight: what the user
-        downloads, and ~10x faster than volume rendering the field (benchmarks/bench_turntable.py).
+        frames show that mesh, rasterised with a half-strength headlight and `supersample`²
+        samples per pixel: what the user downloads, several times faster than volume rendering
+        the field (benchmarks/bench_turntable.py).
         Without one (or with a mesh without vertex colours) the field is rendered. With `desc`,
         a progress bar of that name counts the frames."""
         from lrm.progress import bar
 
         progress = bar(frames, desc, unit="frame")
         out = []
-        for frame in self.turntable_frames(planes, frames, size, mesh):
+        for frame in self.turntable_frames(planes, frames, size, mesh, supersample):
             out.append(frame)
             progress.update(1)
         progress.close()
         return np.stack(out)
 
     def turntable_frames(self, planes: torch.Tensor, frames: int, size: int | None = None,
-                         mesh: Mesh | None = None) -> Iterator[np.ndarray]:
+                         mesh: Mesh | None = None, supersample: int = MESH_SUPERSAMPLE) -> Iterator[np.ndarray]:
         """`turntable`'s frames one at a time, [S, S, 3] float each: a caller may stop between
         frames (the demo does when its user leaves)."""
         c2w, intr = self.orbit(frames)
@@ -235,7 +237,8 @@ class Reconstructor:
 
         for i in range(frames):
             yield rasterize(mesh.vertices, mesh.faces, mesh.colors, c2w[i].numpy(), intr[i].numpy(), size,
-                            background=self.inference.render_background, shading=MESH_SHADING)[0]
+                            background=self.inference.render_background, shading=MESH_SHADING,
+                            supersample=supersample)[0]
 
     def render_views(
         self, planes: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor, size: int | None = None,

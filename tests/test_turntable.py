@@ -27,7 +27,7 @@ def test_mesh_turntable_by_hand(tiny_model):
     c2w, _ = rec.orbit(4)
     colour = (0.8, 0.2, 0.4)
     mesh = _square_facing(c2w[0, :3, 3].numpy().astype(np.float64), 0.3, colour)
-    frames = rec.turntable(None, 4, 64, mesh=mesh)
+    frames = rec.turntable(None, 4, 64, mesh=mesh, supersample=1)  # hard edges: pixels are in or out
     assert frames.shape == (4, 64, 64, 3) and frames.dtype == np.float32
     bg = rec.inference.render_background
     # frame 0 looks straight at the square: its centre has the full colour (headlight cosine 1)
@@ -52,6 +52,31 @@ def test_mesh_turntable_by_hand(tiny_model):
     assert abs(back.sum() / covered.sum() - cos) < 0.1, (back.sum() / covered.sum(), cos)
 
 
+def test_mesh_turntable_edges_are_antialiased(tiny_model):
+    """By default each pixel averages 2 x 2 samples: the square's outline blends into the
+    background (about one pixel of blend along each of its four sides), the inside keeps its
+    colour, and the area it covers is nearer the square's true projected area."""
+    rec = Reconstructor(tiny_model, device="cpu", dtype="fp32")
+    c2w, _ = rec.orbit(1)
+    colour = (0.8, 0.2, 0.4)
+    mesh = _square_facing(c2w[0, :3, 3].numpy().astype(np.float64), 0.317, colour)  # edges off the pixel boundaries
+    smooth = rec.turntable(None, 1, 64, mesh=mesh)[0]
+    hard = rec.turntable(None, 1, 64, mesh=mesh, supersample=1)[0]
+    bg = rec.inference.render_background
+    inside = hard[..., 1] < bg - 0.5  # green: background 1, square 0.2 · shade
+    side = np.sqrt(inside.sum())
+    between = (smooth[..., 1] < bg - 0.05) & (smooth[..., 1] > 0.2 + 0.05)
+    assert not ((hard[..., 1] < bg - 0.05) & (hard[..., 1] > 0.2 + 0.05)).any()
+    assert 2 * side < between.sum() < 8 * side, (between.sum(), side)
+    np.testing.assert_allclose(smooth[31:33, 31:33], hard[31:33, 31:33], atol=1e-4)  # shading: cos of sub-pixels
+    # the area each image covers (green: 1 - coverage · 0.8 · shade, shade > 0.99 here) against the
+    # square's projected area, side 0.634 at the orbit distance times the focal and 64 px
+    area = (2 * 0.317 * rec.inference.view_focal * 64 / rec.inference.view_distance) ** 2
+    covered = {k: float(((bg - v[..., 1]) / (bg - 0.2)).sum()) for k, v in (("smooth", smooth), ("hard", hard))}
+    err = {k: abs(v / area - 1) for k, v in covered.items()}
+    assert err["smooth"] < 0.04 and err["smooth"] < err["hard"] / 2, (covered, area)  # measured 2.7 %, 10.7 %
+
+
 def test_without_vertex_colours_the_field_is_rendered(tiny_model, rgba_image_path):
     rec = Reconstructor(tiny_model, device="cpu", dtype="fp32")
     planes = rec.reconstruct(rgba_image_path, mesh=False).planes
@@ -67,7 +92,7 @@ def test_mesh_and_field_turntables_agree_on_the_bundled_model():
     result = rec.reconstruct(str(EXAMPLE))
     c2w, intr = rec.orbit(3)
     field = rec.render_views(result.planes, c2w, intr, size=64, background=1.0)["opacity"] > 0.3
-    frames = rec.turntable(result.planes, 3, 64, mesh=result.mesh)
+    frames = rec.turntable(result.planes, 3, 64, mesh=result.mesh, supersample=1)
     mesh = ~np.all(np.isclose(frames, rec.inference.render_background), axis=-1)
     iou = np.array([[(mesh[k] & field[j]).sum() / (mesh[k] | field[j]).sum() for j in range(3)] for k in range(3)])
     assert np.diag(iou).min() > 0.65, iou  # measured 0.82 / 0.69 / 0.68

@@ -45,12 +45,15 @@ def cover(tri: np.ndarray, width: int, height: int, eps: float = EPS, batch: int
     batches of increasing triangle index (within a batch, ordered by triangle)."""
     tri = np.asarray(tri, np.float64).reshape(-1, 3, 2)
     size = np.array([width, height])
-    lo = np.clip(np.ceil(tri.min(axis=1) - eps), 0, size - 1).astype(np.int64)  # [F, 2] (x, y)
-    hi = np.clip(np.floor(tri.max(axis=1) + eps), 0, size - 1).astype(np.int64)
+    # (numpy's reductions over short axes are slow: corners and weights are combined pairwise)
+    low = np.minimum(np.minimum(tri[:, 0], tri[:, 1]), tri[:, 2])  # [F, 2] bounding box
+    high = np.maximum(np.maximum(tri[:, 0], tri[:, 1]), tri[:, 2])
+    lo = np.clip(np.ceil(low - eps), 0, size - 1).astype(np.int64)  # [F, 2] (x, y)
+    hi = np.clip(np.floor(high + eps), 0, size - 1).astype(np.int64)
     ext = np.maximum(hi - lo + 1, 0)
     area = ((tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1])
             - (tri[:, 1, 1] - tri[:, 0, 1]) * (tri[:, 2, 0] - tri[:, 0, 0]))
-    off_grid = (tri.max(axis=1) < -eps).any(axis=1) | (tri.min(axis=1) > size - 1 + eps).any(axis=1)
+    off_grid = (high[:, 0] < -eps) | (high[:, 1] < -eps) | (low[:, 0] > width - 1 + eps) | (low[:, 1] > height - 1 + eps)
     ext[off_grid | ~(np.abs(area) > MIN_AREA)] = 0
     count = ext[:, 0] * ext[:, 1]  # candidate points in each bounding box
     ends = np.cumsum(count)
@@ -65,7 +68,7 @@ def cover(tri: np.ndarray, width: int, height: int, eps: float = EPS, batch: int
         x = lo[t, 0] + k % ext[t, 0]
         y = lo[t, 1] + k // ext[t, 0]
         w = barycentric(np.stack([x, y], axis=-1).astype(np.float64), tri[t, 0], tri[t, 1], tri[t, 2])
-        inside = (w >= -eps).all(axis=1)
+        inside = (w[:, 0] >= -eps) & (w[:, 1] >= -eps) & (w[:, 2] >= -eps)
         if inside.any():
             yield Fragments(t[inside], x[inside], y[inside], w[inside])
         start = stop

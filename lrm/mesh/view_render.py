@@ -29,12 +29,13 @@ def project_to_pixels(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarra
 def _fragments(uv: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: int):
     """Covered pixels of every triangle in front of the camera: (pixel index [K], depth [K],
     face id [K], perspective-correct barycentrics [K, 3])."""
-    front = np.nonzero((depth[faces] > 1e-6).all(1))[0]
+    d = depth[faces]  # [F, 3]
+    front = np.nonzero((d[:, 0] > 1e-6) & (d[:, 1] > 1e-6) & (d[:, 2] > 1e-6))[0]
     parts = []
     for frag in cover(uv[faces[front]], size, size):
         face = front[frag.face]
         inv_z = frag.bary / depth[faces[face]]  # perspective-correct weights
-        z = 1.0 / inv_z.sum(-1)
+        z = 1.0 / (inv_z[:, 0] + inv_z[:, 1] + inv_z[:, 2])
         parts.append((frag.y * size + frag.x, z, face, inv_z * z[:, None]))
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros((0, 3))
