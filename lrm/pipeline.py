@@ -167,8 +167,11 @@ class Reconstructor:
         texture: bool = False, texture_resolution: int = 1024, target_faces: int = TARGET_FACES,
     ) -> "Mesh":
         """planes: [1, 3, C, h, w] -> Mesh in the world frame (vertex colours, or a baked texture).
-        A marching-cubes mesh above `target_faces` faces (0: no limit) is decimated to about that
-        many (quadric error, lrm.mesh.simplify) and its colours are read from the field again."""
+        Pieces smaller than `inference.min_piece` of the largest are dropped (floaters,
+        lrm.mesh.components). A marching-cubes mesh above `target_faces` faces (0: no limit) is
+        decimated to about that many (quadric error, lrm.mesh.simplify) and its colours are read
+        from the field again."""
+        from lrm.mesh.components import drop_small_pieces
         from lrm.mesh.extract import extract_mesh, vertex_colors
         from lrm.mesh.simplify import simplify_mesh
 
@@ -180,6 +183,7 @@ class Reconstructor:
             inf.mesh_threshold if threshold is None else threshold,
             method="dense" if self.exact else "sparse",
         )
+        mesh = drop_small_pieces(mesh, inf.min_piece)
         if target_faces and len(mesh.faces) > target_faces:
             mesh = simplify_mesh(mesh, target_faces)
         mesh = dataclasses.replace(mesh, colors=vertex_colors(self.color_fn(planes), mesh.vertices))  # once, at the end

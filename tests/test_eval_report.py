@@ -103,6 +103,33 @@ def test_toy_model_report_end_to_end(toy, tmp_path, monkeypatch):
     assert (tmp_path / "full" / "meshes" / "box.ply").is_file()
 
 
+def test_mesh_render_source_scores_the_rasterised_mesh(toy, tmp_path):
+    """--render-source mesh: the novel views are the predicted mesh, rasterised with its vertex
+    colours (2 x 2 samples, flat), exactly; without a surface they are the bare background."""
+    from lrm.evaluate.predictors import ModelPredictor
+    from lrm.model.lrm import LRM
+    from lrm.model.presets import tiny
+    from lrm.pipeline import Reconstructor
+
+    torch.manual_seed(0)
+    rec = Reconstructor(LRM(tiny()).eval(), device="cpu", dtype="fp32")
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    planes = rec.reconstruct(rgba, remove_bg=False, recenter=False, mesh=False).planes
+    level = float(rec.density_fn(planes)(torch.rand(4096, 3) * 2 - 1).median())
+    c2w = cameras.orbit_cameras(2, 2.5, 20.0, -90.0).numpy()
+    intr = np.tile(np.array([0.9, 0.9, 0.5, 0.5]), (2, 1))
+    mesh_pred = ModelPredictor(rec, 24, level, render_source="mesh").predict(rgba, 2.0)
+    views = mesh_pred.render(c2w, intr, 32)
+    m = rec.extract_mesh(planes, 24, level, target_faces=0)
+    want = rasterize(m.vertices, m.faces, m.colors, c2w[1], intr[1], 32, background=rec.inference.render_background,
+                     supersample=2)[0]
+    np.testing.assert_allclose(views[1], want, atol=1e-6)
+    field = ModelPredictor(rec, 24, level).predict(rgba, 2.0).render(c2w, intr, 32)
+    assert np.abs(views - field).mean() > 0.01  # not the volume render
+    empty = ModelPredictor(rec, 24, 1e9, render_source="mesh").predict(rgba, 2.0)
+    assert empty.mesh is None and (empty.render(c2w, intr, 8) == rec.inference.render_background).all()
+
+
 def test_compare_reports(toy, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["evaluate", "--baseline", "sphere", "--data", str(toy), "-o", str(a), "--objects", "box", *FAST]) == 0

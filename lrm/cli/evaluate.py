@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="marching-cubes grid side (default: the model's)")
     p.add_argument("--mesh-threshold", type=float, default=None, metavar="T",
                    help="density iso-level (default: the model's)")
+    p.add_argument("--render-source", choices=["field", "mesh"], default="field",
+                   help="what the novel views show: the field, volume-rendered (the paper's protocol; default), or "
+                        "the predicted mesh with its vertex colours, rasterised (what the user downloads)")
     p.add_argument("--vertex-colors", choices=["field", "photo"], default="photo",
                    help="mesh vertex colours: the colour field's, or the input photo's where it sees the mesh "
                         "squarely (as `lrm reconstruct`; default: photo)")
@@ -119,7 +122,8 @@ def _predictor(args: argparse.Namespace):
     from lrm.pipeline import Reconstructor
 
     rec = Reconstructor(args.model, device=args.device, dtype=args.dtype)
-    return ModelPredictor(rec, args.mesh_resolution, args.mesh_threshold, photo_colors=args.vertex_colors == "photo")
+    return ModelPredictor(rec, args.mesh_resolution, args.mesh_threshold, photo_colors=args.vertex_colors == "photo",
+                          render_source=args.render_source)
 
 
 def _progress(e: dict) -> None:

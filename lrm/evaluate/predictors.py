@@ -19,6 +19,7 @@ import trimesh
 from lrm import cameras
 from lrm.errors import EmptySurfaceError
 from lrm.evaluate.geometry import as_trimesh
+from lrm.mesh.view_render import rasterize
 
 DATASET_FRONT_AZIMUTH = -90.0  # view 0 of lrm-mv-1 sits at (0, -d, 0)
 
@@ -55,8 +56,10 @@ class ModelPredictor:
     the mesh; an empty surface is recorded, and the rendered views are still evaluated."""
 
     def __init__(self, reconstructor, mesh_resolution: int | None = None, mesh_threshold: float | None = None,
-                 photo_colors: bool = False):
+                 photo_colors: bool = False, render_source: str = "field"):
+        assert render_source in ("field", "mesh"), render_source
         self.rec = reconstructor
+        self.render_source = render_source  # novel views: the field volume-rendered, or the mesh rasterised
         self.photo_colors = photo_colors  # mesh vertex colours from the input where it sees (Reconstructor.photo_colors)
         self.device = reconstructor.device
         inf = reconstructor.inference
@@ -71,7 +74,7 @@ class ModelPredictor:
         return {"name": self.name, "kind": "model", "front_azimuth": self.front_azimuth,
                 "camera_conditioned": self.camera_conditioned, "device": str(self.rec.device),
                 "mesh_resolution": self.mesh_resolution, "mesh_threshold": self.mesh_threshold,
-                "vertex_colors": "photo" if self.photo_colors else "field"}
+                "vertex_colors": "photo" if self.photo_colors else "field", "render_source": self.render_source}
 
     def predict(self, rgba: np.ndarray, distance: float, gt: trimesh.Trimesh | None = None) -> Prediction:
         """rgba: [H, W, 4] uint8 input view; distance: its camera's distance from the origin."""
@@ -93,6 +96,11 @@ class ModelPredictor:
         background = self.background
 
         def render(c2w: np.ndarray, intrinsics: np.ndarray, size: int) -> np.ndarray:
+            if self.render_source == "mesh":  # flat vertex colours, 2 x 2 samples per pixel; no mesh: background
+                if mesh is None:
+                    return np.full((len(c2w), size, size, 3), background, np.float32)
+                return np.stack([rasterize(m.vertices, m.faces, m.colors, c2w[i], intrinsics[i], size,
+                                           background=background, supersample=2)[0] for i in range(len(c2w))])
             out = self.rec.render_views(planes, torch.as_tensor(c2w, dtype=torch.float32),
                                         torch.as_tensor(intrinsics, dtype=torch.float32), size, background)
             return out["rgb"]

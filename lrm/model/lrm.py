@@ -49,13 +49,15 @@ class InferenceConfig:
     front_azimuth: float = -90.0  # azimuth of the input camera, degrees (sets the output frame)
     mesh_resolution: int = 384  # marching-cubes grid side over the field's box
     mesh_threshold: float = 3.0  # iso-level on the activated density
+    min_piece: float = 0.0  # drop mesh pieces smaller (area) than this fraction of the largest (lrm.mesh.components)
 
     def __post_init__(self) -> None:
         require([(self.source_size > 0 and self.render_size > 0, "inference source_size and render_size must be > 0"),
                  (self.source_distance >= 0 and self.view_distance > 0, "inference camera distances must be > 0"),
                  (self.source_focal >= 0 and self.view_focal > 0, "inference focal lengths must be > 0"),
                  (0 < self.foreground_ratio <= 1, f"inference foreground_ratio must be in (0, 1], got {self.foreground_ratio}"),
-                 (self.mesh_resolution >= 2, f"inference mesh_resolution must be >= 2, got {self.mesh_resolution}")])
+                 (self.mesh_resolution >= 2, f"inference mesh_resolution must be >= 2, got {self.mesh_resolution}"),
+                 (0 <= self.min_piece <= 1, f"inference min_piece must be in [0, 1], got {self.min_piece}")])
 
 
 @dataclass
