@@ -147,7 +147,7 @@ def recenter(rgba: np.ndarray, ratio: float) -> np.ndarray:
         raise LRMError(f"foreground ratio must be in (0, 1], got {ratio}")
     ys, xs = np.nonzero(rgba[..., 3] > ALPHA_CUTOFF)
     if len(ys) == 0:
-        raise LRMError("the image has no foreground (alpha is empty); check the input or pass --no-remove-bg")
+        raise LRMError("the image has no foreground (its alpha channel is fully transparent)")
     crop = rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     h, w = crop.shape[:2]
     side = max(int(max(h, w) / ratio), 1)
@@ -194,8 +194,12 @@ def prepare(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Full preprocessing. -> (model input rgb [size, size, 3] float32, the square rgba used [s, s, 4])"""
     rgba = load_image(image)
-    if not has_transparency(rgba) and remove_bg:
+    removed = not has_transparency(rgba) and remove_bg
+    if removed:
         rgba = remove_background(rgba, rembg_model)
+        if not (rgba[..., 3] > ALPHA_CUTOFF).any():
+            raise LRMError("background removal found no object in the image; pass --no-remove-bg to use the "
+                           "whole image")
     if do_recenter and has_transparency(rgba):
         rgba = recenter(rgba, ratio)
     else:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from lrm.cli.main import main
+from lrm.errors import LRMError
 
 
 @pytest.fixture
@@ -116,6 +117,10 @@ def test_bad_inputs(tmp_path, model_dir, rgba_image, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     cases = [
+        ([str(rgba_image), "-o", str(out), "--model", str(model_dir), "--foreground-ratio", "1.5"],
+         "--foreground-ratio must be in (0, 1]"),
+        ([str(rgba_image), "-o", str(out), "--model", str(model_dir), "--foreground-ratio", "0"],
+         "--foreground-ratio must be in (0, 1]"),
         ([str(tmp_path / "missing.png"), "-o", str(out)], "no such file"),
         ([str(corrupt), "-o", str(out), "--model", str(model_dir)], "cannot read image"),
         ([str(empty), "-o", str(out), "--model", str(model_dir)], "cannot read image"),
@@ -128,6 +133,27 @@ def test_bad_inputs(tmp_path, model_dir, rgba_image, capsys):
         code = main(["reconstruct", *args])
         _assert_one_line_error(code, capsys.readouterr().err, fragment)
     assert not any(out.glob("*/mesh.*"))  # nothing half-written
+
+
+def test_an_image_without_foreground_is_one_clear_error(tmp_path, model_dir, capsys, monkeypatch):
+    """A fully transparent RGBA, and a photo in which background removal finds nothing: each a
+    one-line error naming the cause (after the model's one-line load report), exit code 2."""
+    from PIL import Image
+
+    from lrm import preprocess
+
+    clear, grey = tmp_path / "clear.png", tmp_path / "grey.png"
+    Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save(clear)
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(grey)
+    monkeypatch.setattr(preprocess, "remove_background", lambda rgba, model: np.zeros_like(rgba))  # finds nothing
+    for path, fragment in ((clear, "no foreground (its alpha channel is fully transparent)"),
+                           (grey, "background removal found no object in the image; pass --no-remove-bg")):
+        code = main(["reconstruct", str(path), "-o", str(tmp_path / "out"), "--model", str(model_dir)])
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code == 2 and err[-1].startswith("lrm: error:") and fragment in err[-1], err
+        assert all(line.startswith("loaded ") for line in err[:-1]) and len(err) <= 2, err
+    with pytest.raises(LRMError, match=r"foreground ratio must be in \(0, 1\], got 1.5"):
+        preprocess.recenter(np.ones((4, 4, 4), np.float32), 1.5)
 
 
 def test_zero_size_array_is_rejected():
