@@ -288,7 +288,9 @@ def build_ui(session: DemoSession):
                                     "images, or COLMAP's `cameras.txt` + `images.txt` with the frames.")
                         uploads = gr.File(label="views and poses", file_count="multiple")
                         views_button = gr.Button("reconstruct from views", variant="primary")
-                resolution = gr.Slider(64, 512, value=inf.mesh_resolution, step=32, label="mesh resolution")
+                # the range holds the model's own default (a slider refuses a value outside it)
+                resolution = gr.Slider(min(64, inf.mesh_resolution), max(512, inf.mesh_resolution),
+                                       value=inf.mesh_resolution, step=32, label="mesh resolution")
                 texture = gr.Checkbox(value=False, label="bake a UV texture")
                 frames = gr.Slider(0, 120, value=30, step=1, label="turntable frames (0 = none)")
             with gr.Column():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_demo import _serve, session  # noqa: F401  (the fixture)
+from test_demo import _serve, session, views_session  # noqa: F401  (the fixtures)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chair_office.png"
 
@@ -169,6 +169,54 @@ def test_closing_the_page_stops_its_job(session, tmp_path, monkeypatch):  # noqa
         stopped = session.frames_rendered
         time.sleep(1.5)
         assert session.frames_rendered == stopped < 40, (stopped, session.frames_rendered)
+    finally:
+        driver.quit()
+        ui.close()
+
+
+def test_several_views_tab_in_a_real_browser(views_session, tmp_path):  # noqa: F811 (fixture)
+    """With a model that takes several views, the page has a "several views" tab: upload a
+    Zero123++ sheet, press its button, and the page shows the six views' timings, the viewer
+    and the downloads, whose GLB is the session's file."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    sheet = np.zeros((960, 640, 4), np.uint8)
+    sheet[100:220, 100:220] = [200, 80, 40, 255]
+    Image.fromarray(sheet).save(tmp_path / "sheet.png")
+    driver = _browser()
+    ui, url = _serve(views_session)
+    try:
+        driver.get(url)
+        tab = _wait(lambda: [b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                             if b.text.strip() == "several views"], 60, "the several-views tab")[0]
+        tab.click()
+        button = _wait(lambda: [b for b in driver.find_elements(By.TAG_NAME, "button")
+                                if b.text.strip() == "reconstruct from views" and b.is_displayed()], 30,
+                       "the views button")[0]
+        upload = _wait(lambda: [i for i in driver.find_elements(By.CSS_SELECTOR, "input[type=file]")
+                                if i.get_attribute("multiple") is not None], 30, "the views upload field")[0]
+        upload.send_keys(str(tmp_path / "sheet.png"))
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "td.filename[aria-label='sheet.png']"), 60,
+              "the uploaded sheet listed")
+        button.click()
+
+        def timings():
+            for area in driver.find_elements(By.CSS_SELECTOR, "textarea"):
+                if area.get_attribute("value").startswith("6 views | preprocess"):
+                    return area.get_attribute("value")
+            return None
+
+        _wait(timings, 240, "the timings of the six-view job")
+        links = _wait(lambda: [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")
+                               if a.get_attribute("href").endswith("mesh.glb")], 30, "the GLB download")
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "canvas"), 30, "the 3D viewer canvas")
+        import urllib.request
+
+        with urllib.request.urlopen(links[0]) as r:
+            served = r.read()
+        written = sorted(views_session.workdir.glob("*/mesh.glb"))[-1]
+        assert served[:4] == b"glTF" and served == written.read_bytes()
     finally:
         driver.quit()
         ui.close()
