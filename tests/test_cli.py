@@ -85,6 +85,24 @@ def test_reconstruct_end_to_end(tmp_path, model_dir, rgba_image, tiny_model, cap
     assert "skipping" not in capsys.readouterr().err and len(list((folder / "views").iterdir())) == 3
 
 
+def test_min_piece_drops_the_floaters(tmp_path, model_dir, rgba_image, tiny_model):
+    """--min-piece 1 keeps only the largest piece of a mesh that has several (a random tiny model's
+    noisy field); --min-piece 0 keeps them all."""
+    import trimesh
+
+    from lrm.mesh.components import piece_labels
+
+    thr = _mesh_threshold(tiny_model)
+    pieces = {}
+    for f in ("0", "1"):
+        out = tmp_path / f"out{f}"
+        assert main(["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir), "--mesh-resolution",
+                     "32", "--mesh-threshold", f"{thr}", "--dtype", "fp32", "--min-piece", f, "--format", "ply"]) == 0
+        mesh = trimesh.load(out / "disc" / "mesh.ply", process=False)
+        pieces[f] = len(np.unique(piece_labels(np.asarray(mesh.faces), len(mesh.vertices))[mesh.faces[:, 0]]))
+    assert pieces["0"] > 1 and pieces["1"] == 1, pieces
+
+
 def test_output_names_stay_inside_and_never_collide():
     from lrm.cli.reconstruct import output_names
 

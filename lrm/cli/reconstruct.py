@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="marching-cubes grid side (default: the model's, 384 OpenLRM / 256 TripoSR)")
     p.add_argument("--mesh-threshold", type=float, default=None, metavar="T",
                    help="density iso-level (default: the model's, 3.0 OpenLRM / 25 TripoSR)")
+    p.add_argument("--min-piece", type=float, default=None, metavar="F",
+                   help="drop mesh pieces (floaters) whose area is below F times the largest piece's, e.g. 0.02 "
+                        "(default: the model's, 0 = keep all)")
     p.add_argument("--preprocess", default="lrm", choices=["lrm", "triposr", "openlrm-cli"],
                    help="input preprocessing: lrm's own, or exactly what TripoSR's run.py or OpenLRM's CLI "
                         "feed their encoder, for comparing with their outputs (default: lrm)")
@@ -207,6 +210,7 @@ def _validate(args: argparse.Namespace) -> None:
         (args.target_faces is None or args.target_faces == 0 or args.target_faces >= 100,
          "--target-faces must be 0 (no limit) or >= 100"),
         (args.foreground_ratio is None or 0 < args.foreground_ratio <= 1, "--foreground-ratio must be in (0, 1]"),
+        (args.min_piece is None or 0 <= args.min_piece <= 1, "--min-piece must be in [0, 1]"),
         (args.background is None or 0 <= args.background <= 1, "--background must be in [0, 1]"),
         (args.render_size is None or 8 <= args.render_size <= 4096, "--render-size must be in [8, 4096]"),
         (args.source_distance is None or args.source_distance > 0, "--source-distance must be > 0"),
@@ -226,7 +230,7 @@ def _apply_overrides(rec, args: argparse.Namespace) -> None:
     for flag, attr in [("source_size", "source_size"), ("render_size", "render_size"),
                        ("source_distance", "source_distance"), ("background", "condition_background"),
                        ("foreground_ratio", "foreground_ratio"), ("mesh_resolution", "mesh_resolution"),
-                       ("mesh_threshold", "mesh_threshold")]:
+                       ("mesh_threshold", "mesh_threshold"), ("min_piece", "min_piece")]:
         value = getattr(args, flag)
         if value is not None:
             setattr(inf, attr, value)
