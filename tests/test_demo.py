@@ -209,6 +209,20 @@ def test_non_image_upload_is_refused_and_the_server_keeps_serving(session, tmp_p
         ui.close()
 
 
+def slow_turntable(session, monkeypatch, seconds: float = 0.1) -> None:
+    """Make the session's turntable frames take `seconds` each (a 120-frame turntable: 12 s)."""
+    import time
+
+    frames = session.rec.turntable_frames
+
+    def slow_frames(*args, **kwargs):
+        for frame in frames(*args, **kwargs):
+            time.sleep(seconds)
+            yield frame
+
+    monkeypatch.setattr(session.rec, "turntable_frames", slow_frames)
+
+
 def test_a_job_whose_user_leaves_stops(session, tmp_path, monkeypatch):
     """A job cancelled mid-turntable (what Gradio does when the page closes) stops within a few
     frames instead of rendering on as a zombie, and the one worker serves the next job at once."""
@@ -218,14 +232,7 @@ def test_a_job_whose_user_leaves_stops(session, tmp_path, monkeypatch):
     from gradio_client import Client, handle_file
     from PIL import Image
 
-    frames = session.rec.turntable_frames
-
-    def slow_frames(*args, **kwargs):  # 0.1 s a frame: a 120-frame turntable takes 12 s
-        for frame in frames(*args, **kwargs):
-            time.sleep(0.1)
-            yield frame
-
-    monkeypatch.setattr(session.rec, "turntable_frames", slow_frames)
+    slow_turntable(session, monkeypatch)
     path = tmp_path / "in.png"
     Image.fromarray(_green_box(), "RGBA").save(path)
     ui, url = _serve(session)

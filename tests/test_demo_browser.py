@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_demo import _serve, session, views_session  # noqa: F401  (the fixtures)
+from test_demo import _serve, session, slow_turntable, views_session  # noqa: F401  (the fixtures)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chair_office.png"
 
@@ -140,14 +140,7 @@ def test_closing_the_page_stops_its_job(session, tmp_path, monkeypatch):  # noqa
     within a few turntable frames, and the worker is free for the next user."""
     from selenium.webdriver.common.by import By
 
-    frames = session.rec.turntable_frames
-
-    def slow_frames(*args, **kwargs):  # 0.1 s a frame: a 120-frame turntable takes 12 s
-        for frame in frames(*args, **kwargs):
-            time.sleep(0.1)
-            yield frame
-
-    monkeypatch.setattr(session.rec, "turntable_frames", slow_frames)
+    slow_turntable(session, monkeypatch)  # 0.1 s a frame: a 120-frame turntable takes 12 s
     driver = _browser()
     ui, url = _serve(session)
     try:
