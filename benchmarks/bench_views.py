@@ -7,7 +7,7 @@ Random weights of the preset's exact architecture (the hub file is not needed: t
 depend on the weight values), grey views on the Zero123++ v1.2 rig. Per V: the encode
 (`Reconstructor.reconstruct_views(..., mesh=False)`: the ViT over every view, then the
 triplane transformer cross-attending to all V x tokens), and, with --mesh-resolution, the
-mesh. Each row's encode time relative to V = 1, and per view. The CPU, threads and load are
+mesh (iso-level at the random field's median density). Each row's encode time relative to V = 1, and per view. The CPU, threads and load are
 printed: compare rows of one run, the machines are shared.
 """
 
@@ -64,8 +64,10 @@ def main() -> None:
         base = base or best
         row = f"| {v} | {best:.2f} | {best / v:.2f} | {best / base:.2f}x"
         if args.mesh_resolution:
+            # random weights: an iso-level at the field's median density gives a surface to mesh
+            level = float(rec.density_fn(result.planes)(torch.rand(4096, 3) * 2 - 1).median())
             t = time.perf_counter()
-            rec.extract_mesh(result.planes, args.mesh_resolution)
+            rec.extract_mesh(result.planes, args.mesh_resolution, level)
             row += f" | {time.perf_counter() - t:.2f}"
         print(row + " |")
 
