@@ -48,6 +48,24 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
 
 
+@pytest.mark.parametrize("cut", [1, 2, 4], ids=["step-1", "in-warm-up", "after-warm-up"])
+def test_resume_from_any_step_is_bitwise(tmp_path, cut):
+    """Resuming from the checkpoint of step 1, of a step inside the warm-up (2 steps) and of one
+    after it, with accumulation 2 and 2 loader workers, gives the uninterrupted run's parameters
+    and optimizer state bit for bit (CPU, fp32)."""
+    root = dataset(tmp_path)
+    opts = dict(steps=6, checkpoint_every=1, keep_checkpoints=10, accumulation=2, data={"workers": 2},
+                optim={"warmup": 3})
+    full = _params(train(micro(root, tmp_path / "full", **opts), progress=False)["model"])
+    train(micro(root, tmp_path / "cut", **opts), progress=False, max_steps=cut)
+    resumed = train(micro(root, tmp_path / "cut", **opts), resume="auto", progress=False)
+    assert resumed["step"] == 6
+    assert _max_diff(full, _params(resumed["model"])) == 0.0
+    a = ckpt.load_trainer_state(ckpt.step_dir(tmp_path / "full", 6))["optimizer"]["state"]
+    b = ckpt.load_trainer_state(ckpt.step_dir(tmp_path / "cut", 6))["optimizer"]["state"]
+    assert all(torch.equal(a[k][n], b[k][n]) for k in a for n in ("exp_avg", "exp_avg_sq"))
+
+
 def test_resume_restores_the_global_rng(tmp_path, monkeypatch):
     """lrm's own randomness comes from generators seeded by (seed, step); a model's own random
     layers (dropout, noise) draw from the global RNG, which a resume must restore. Stand-in:
