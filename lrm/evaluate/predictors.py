@@ -2,8 +2,11 @@
 
 A predictor has a `name`, the azimuth of its input camera (`front_azimuth`, which fixes its
 output frame; see docs/evaluation.md), the grey level it renders on (`background`), and
-`predict(rgba, distance, gt) -> Prediction`. `ModelPredictor` wraps any model the pipeline
-loads (bundled, preset, folder, published weights); lrm.evaluate.baselines has the others.
+`predict(rgba, distance, gt) -> Prediction`, where `gt` is the ground-truth mesh already moved
+into the predictor's frame (for oracle baselines such as the sphere's radius; models ignore it)
+and the Prediction's mesh and cameras are in that frame too. `ModelPredictor` wraps any model
+the pipeline loads (bundled, preset, folder, published weights); lrm.evaluate.baselines has
+the others.
 """
 
 from __future__ import annotations
