@@ -60,7 +60,8 @@ class FilesMissing(LRMError):
 def strict_load(model: LRM, state: dict[str, torch.Tensor], source: str) -> None:
     """Load `state` into `model`, failing with the names of missing, unexpected or mis-shaped keys.
 
-    Tensors are assigned (no copy) after casting to each parameter's dtype.
+    Tensors are assigned (no copy) after casting to each parameter's dtype. Non-finite weights
+    are refused.
     """
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -76,6 +77,9 @@ def strict_load(model: LRM, state: dict[str, torch.Tensor], source: str) -> None
             [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes]))
     if problems:
         raise CheckpointError(f"{source}: " + "; ".join(problems))
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # a model with NaN/inf weights would "reconstruct" garbage without a word
+        raise CheckpointError(f"{source}: weights with NaN or infinite values: {name_list(broken)}")
     cast = {k: v.to(dtype=own[k].dtype) for k, v in state.items()}
     model.load_state_dict(cast, strict=True, assign=True)
 

@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_upload_mb <= 0 or args.max_queue < 1:
         raise LRMError("--max-upload-mb must be > 0 and --max-queue >= 1")
+    if not 0 <= args.port <= 65535:
+        raise LRMError(f"--port must be in [0, 65535], got {args.port}")
     ui = build_ui(DemoSession(Reconstructor(args.model, device=args.device, dtype=args.dtype)))
     launch(ui, "0.0.0.0" if args.listen else "127.0.0.1", args.port, args.max_upload_mb, args.max_queue,
            share=args.share)

@@ -83,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from lrm.evaluate.runner import EvalConfig, evaluate, select_objects
 
     for name, value in [("--points", args.points), ("--iou-resolution", args.iou_resolution),
-                        ("--image-size", args.image_size or 16), ("--sheet-views", args.sheet_views),
-                        ("--ring-views", args.ring_views or 1),
-                        ("--limit", args.limit or 1)]:
-        if value < 1:
+                        ("--image-size", args.image_size), ("--sheet-views", args.sheet_views),
+                        ("--ring-views", args.ring_views), ("--limit", args.limit)]:
+        if value is not None and value < 1:
             raise LRMError(f"{name} must be positive, got {value}")
+    if args.mesh_resolution is not None and not 8 <= args.mesh_resolution <= 2048:
+        raise LRMError(f"--mesh-resolution must be in [8, 2048], got {args.mesh_resolution}")
     if args.image_size is not None and args.image_size < 11:
         raise LRMError(f"--image-size must be at least 11 (the SSIM window), got {args.image_size}")
     out = Path(args.output)
@@ -100,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
                      save_meshes=not args.no_meshes, seed=args.seed, lpips_weights=args.lpips_weights,
                      shuffle=args.shuffle)
     ids = select_objects(args.data, cfg)  # fail on a bad dataset before loading a model
+    from lrm.data.format import read_dataset_info
+
+    n_views = read_dataset_info(args.data).get("views")
+    bad = [v for v in cfg.views if v < 0 or (isinstance(n_views, int) and v >= n_views)]
+    if bad:
+        raise LRMError(f"--views {' '.join(map(str, bad))}: the dataset's objects have views 0 to "
+                       f"{(n_views or 1) - 1}")
     predictor = _predictor(args)
     print(f"evaluating {predictor.name} on {len(ids)} objects x {len(cfg.views)} view(s) of "
           f"{args.data} ({cfg.split})", file=sys.stderr)

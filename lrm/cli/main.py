@@ -21,8 +21,18 @@ def _commands() -> list[ModuleType]:
     return [reconstruct, evaluate, convert, demo, train, data, fit]
 
 
+class UsageError(LRMError):
+    """A command line argparse refuses (unknown option, a value of the wrong type, a missing
+    argument): one line like every other input error, not argparse's usage dump."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # noqa: D102 (argparse's hook; sub-parsers inherit the class)
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lrm",
         description="Large Reconstruction Model: one image to a textured 3D mesh.",
     )
@@ -54,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("LRM_DEBUG"):
         warnings.formatwarning = _one_line_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return int(args.run(args) or 0)
     except LRMError as exc:
         print(f"lrm: error: {exc}", file=sys.stderr)

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from lrm.data.samples import SAMPLES_NAME, write_samples
+from lrm.errors import LRMError
 
 FORMAT = "lrm-mv-1"
 SPLITS = ("train", "val", "test")
@@ -55,8 +56,6 @@ def check_id(object_id: object, where: str = "dataset") -> str:
     reader (train, evaluate, pack, info) follows it out of the dataset or its output folder."""
     if (not isinstance(object_id, str) or object_id in ("", ".", "..")
             or any(c in object_id for c in "/\\\0")):
-        from lrm.errors import LRMError
-
         raise LRMError(f"{where}: object id {object_id!r} is not a plain folder name")
     return object_id
 
@@ -153,10 +152,14 @@ def write_dataset_info(root: str | Path, info: dict[str, Any]) -> None:
 def read_dataset_info(root: str | Path) -> dict[str, Any]:
     path = Path(root) / "dataset.json"
     if not path.is_file():
-        from lrm.errors import LRMError
-
         raise LRMError(f"{root}: not a dataset (no dataset.json)")
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LRMError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(info, dict):
+        raise LRMError(f"{path}: expected a JSON object")
+    return info
 
 
 def index_dataset(root: str | Path) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ The config (a dataclass) is saved as `config.json` beside `model.safetensors`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,11 @@ class InferenceConfig:
                  (self.source_focal >= 0 and self.view_focal > 0, "inference focal lengths must be > 0"),
                  (0 < self.foreground_ratio <= 1, f"inference foreground_ratio must be in (0, 1], got {self.foreground_ratio}"),
                  (self.mesh_resolution >= 2, f"inference mesh_resolution must be >= 2, got {self.mesh_resolution}"),
-                 (0 <= self.min_piece <= 1, f"inference min_piece must be in [0, 1], got {self.min_piece}")])
+                 (0 <= self.min_piece <= 1, f"inference min_piece must be in [0, 1], got {self.min_piece}"),
+                 (all(math.isfinite(getattr(self, f.name)) for f in dataclasses.fields(self)
+                      if isinstance(getattr(self, f.name), float)), "inference settings must be finite numbers"),
+                 (0 <= self.condition_background <= 1 and 0 <= self.render_background <= 1,
+                  "inference backgrounds must be grey levels in [0, 1]")])
 
 
 @dataclass

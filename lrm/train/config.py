@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,7 @@ try:
 except ImportError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib  # type: ignore[no-redef]
 
-from lrm.configs import from_dict, to_dict
+from lrm.configs import from_dict, require, to_dict
 from lrm.errors import LRMError
 from lrm.model.lrm import LRMConfig
 
@@ -48,6 +49,20 @@ class DataConfig:
     occupancy_points: int = 0  # inside/outside points per sample from samples.npz (0 = no 3D supervision)
     surface_points: int = 0  # coloured surface points per sample from samples.npz (0 = none)
 
+    def __post_init__(self) -> None:
+        grey = (self.source_background, *self.backgrounds)
+        require([
+            (self.side_views >= 0, f"data.side_views must be >= 0, got {self.side_views}"),
+            (self.source_view >= -1, f"data.source_view must be a view index or -1 (random), got {self.source_view}"),
+            (1 <= self.region <= self.render_low <= self.render_high,
+             f"data needs 1 <= region <= render_low <= render_high, got {self.region}, {self.render_low}, "
+             f"{self.render_high}"),
+            (len(self.backgrounds) > 0, "data.backgrounds must hold at least one grey level"),
+            (all(math.isfinite(g) and 0 <= g <= 1 for g in grey), f"data grey levels must be in [0, 1], got {grey}"),
+            (self.workers >= 0, f"data.workers must be >= 0, got {self.workers}"),
+            (self.occupancy_points >= 0 and self.surface_points >= 0, "data point counts must be >= 0"),
+        ])
+
 
 @dataclass
 class LossConfig:
@@ -63,6 +78,16 @@ class LossConfig:
     occupancy_scale_start: int = 0  # optimizer step from which occupancy_scale applies (1.0 before): a
     # new model started at scale 0.2 collapsed to "everything outside" (measured), a trained one does not
 
+    def __post_init__(self) -> None:
+        weights = {k: getattr(self, k) for k in ("mse", "lpips", "tv", "mask", "occupancy", "surface_rgb")}
+        require([
+            (all(math.isfinite(w) and w >= 0 for w in weights.values()),
+             f"loss weights must be finite and >= 0, got {weights}"),
+            (math.isfinite(self.occupancy_scale) and self.occupancy_scale > 0,
+             f"loss.occupancy_scale must be > 0, got {self.occupancy_scale}"),
+            (self.occupancy_scale_start >= 0, "loss.occupancy_scale_start must be >= 0"),
+        ])
+
 
 @dataclass
 class OptimConfig:
@@ -71,6 +96,16 @@ class OptimConfig:
     weight_decay: float = 0.05  # decay of all weights except biases and norm parameters
     warmup: int = 3000  # optimizer steps of linear warm-up from 1e-10 to lr, then cosine to 0
     grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+
+    def __post_init__(self) -> None:
+        require([
+            (math.isfinite(self.lr) and self.lr > 0, f"optim.lr must be a finite number > 0, got {self.lr}"),
+            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"optim.betas must be in [0, 1), got "
+                                                                             f"{self.betas}"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+            (self.warmup >= 0, f"optim.warmup must be >= 0, got {self.warmup}"),
+            (math.isfinite(self.grad_clip) and self.grad_clip >= 0, "optim.grad_clip must be >= 0 (0: off)"),
+        ])
 
 
 @dataclass
@@ -98,6 +133,17 @@ class TrainConfig:
     encoder_init: str = ""  # DINO/DINOv2 weights for a new model's encoder ("" = random)
     init: str = ""  # model to fine-tune from (anything lrm.hub.load_model accepts)
     run_dir: str = "runs/default"  # output folder: checkpoints, logs, validation images
+
+    def __post_init__(self) -> None:
+        counts = {k: getattr(self, k) for k in ("steps", "batch_size", "accumulation", "checkpoint_every",
+                                                 "keep_checkpoints", "val_objects", "val_views", "log_every")}
+        require([
+            (all(v >= 1 for v in counts.values()), f"these must be >= 1: {counts}"),
+            (self.val_every >= 0, f"val_every must be >= 0 (0: never), got {self.val_every}"),
+            (self.val_resolution >= 8, f"val_resolution must be >= 8, got {self.val_resolution}"),
+            (self.render_samples >= 0 and self.render_importance >= -1,
+             "render_samples must be >= 0 (0: the model's) and render_importance >= -1 (-1: the model's)"),
+        ])
 
 
 def _merge(cls: type, base: Any, data: dict[str, Any], where: str) -> Any:
@@ -135,10 +181,11 @@ def load_config(path: str | Path) -> TrainConfig:
     if not path.is_file():
         raise LRMError(f"{path}: config file not found")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix == ".json":
-            return from_dict(TrainConfig, json.loads(path.read_text()), f"{path}: config")
-        return resolve(tomllib.loads(path.read_text()), f"{path}: config")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            return from_dict(TrainConfig, json.loads(text), f"{path}: config")
+        return resolve(tomllib.loads(text), f"{path}: config")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LRMError(f"{path}: cannot parse ({exc})") from None
 
 
