@@ -85,6 +85,21 @@ def test_reconstruct_end_to_end(tmp_path, model_dir, rgba_image, tiny_model, cap
     assert "skipping" not in capsys.readouterr().err and len(list((folder / "views").iterdir())) == 3
 
 
+def test_no_surface_keeps_what_was_made_and_fails(tmp_path, model_dir, rgba_image, capsys):
+    """An iso-level no density reaches: one line naming the cause and what was kept, exit 2; the
+    image's folder holds input.png and the views but no completion record, so a rerun retries."""
+    out = tmp_path / "out"
+    args = ["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir), "--mesh-resolution", "24",
+            "--mesh-threshold", "1e9", "--views", "2", "--render-size", "16", "--dtype", "fp32"]
+    code = main(args)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lrm: error")]
+    assert code == 2 and len(err) == 1 and "no surface" in err[0] and "input.png, views kept" in err[0], err
+    folder = out / "disc"
+    assert (folder / "input.png").is_file() and len(list((folder / "views").glob("*.png"))) == 2
+    assert not (folder / ".lrm-done.json").exists() and not list(folder.glob("mesh.*"))
+    assert main(args) == 2 and "no surface" in capsys.readouterr().err  # retried, not skipped as done
+
+
 def test_min_piece_drops_the_floaters(tmp_path, model_dir, rgba_image, tiny_model):
     """--min-piece 1 keeps only the largest piece of a mesh that has several (a random tiny model's
     noisy field); --min-piece 0 keeps them all."""

@@ -379,16 +379,25 @@ class Written:
 
 
 def reconstruct_one(rec, image: Path, folder: Path, args: argparse.Namespace) -> Written:
-    result = rec.reconstruct(
-        image, remove_bg=not args.no_remove_bg, recenter=not args.no_recenter, mesh=not args.no_mesh,
-        texture=args.texture, texture_resolution=args.texture_resolution, **_faces(args),
-        photo_colors=args.vertex_colors == "photo",
-    )
+    from lrm.errors import EmptySurfaceError
+
+    framing = {"remove_bg": not args.no_remove_bg, "recenter": not args.no_recenter}
+    try:
+        result = rec.reconstruct(image, mesh=not args.no_mesh, texture=args.texture,
+                                 texture_resolution=args.texture_resolution, **_faces(args),
+                                 photo_colors=args.vertex_colors == "photo", **framing)
+    except EmptySurfaceError as exc:
+        # keep what the model made (what it saw, the field's views and turntable), then fail:
+        # without a completion record, so that a rerun tries again
+        write_outputs(rec, rec.reconstruct(image, mesh=False, **framing), folder, args, complete=False)
+        kept = "input.png" + (", views" if args.views else "") + (", turntable" if args.video else "")
+        raise EmptySurfaceError(f"{exc} ({kept} kept in {folder})") from None
     return write_outputs(rec, result, folder, args)
 
 
-def write_outputs(rec, result, folder: Path, args: argparse.Namespace) -> Written:
-    """input.png, the mesh, views and video of one reconstruction; the completion record last."""
+def write_outputs(rec, result, folder: Path, args: argparse.Namespace, complete: bool = True) -> Written:
+    """input.png, the mesh, views and video of one reconstruction; the completion record last
+    (not when `complete` is False: a rerun redoes the image)."""
     from lrm.video import save_png, write_video
 
     timings = dict(result.timings)
@@ -422,5 +431,6 @@ def write_outputs(rec, result, folder: Path, args: argparse.Namespace) -> Writte
         timings["video"] = time.perf_counter() - t
     import json
 
-    (folder / DONE_NAME).write_text(json.dumps(_wanted(args)) + "\n")  # last: the outputs are complete
+    if complete:
+        (folder / DONE_NAME).write_text(json.dumps(_wanted(args)) + "\n")  # last: the outputs are complete
     return done
