@@ -91,3 +91,23 @@ def test_target_faces_decimates_and_reads_colours_from_the_field(rec):
     cell = 2 * rec.model.cfg.field.radius / 127
     assert surface_chamfer(a, b) < 0.25 * cell
     assert abs(b.volume / a.volume - 1) < 0.02  # closed, outward, same size
+
+
+def test_a_real_reconstruction_faces_the_viewer_in_its_files(rec, tmp_path):
+    """The files of a real reconstruction (the red fire-extinguisher cabinet) are in the viewer
+    frame: Y up, with the height / width of the photo's silhouette (measured 1.71 vs 1.65), and
+    the photo's side on +Z, where the front faces carry the photo's red (redness 0.24 against 0.06
+    on the back faces). The GLB and the PLY share the frame."""
+    result = rec.reconstruct(str(EXAMPLE), photo_colors=True)
+    glb = trimesh.load(result.save_mesh(tmp_path / "m.glb"), force="mesh", process=False)
+    ply = trimesh.load(result.save_mesh(tmp_path / "m.ply"), process=False)
+    np.testing.assert_allclose(glb.bounds, ply.bounds, atol=1e-5)
+    extent = ply.bounds[1] - ply.bounds[0]
+    ys, xs = np.nonzero(np.asarray(Image.open(EXAMPLE))[..., 3] > 127)
+    photo = (np.ptp(ys) + 1) / (np.ptp(xs) + 1)
+    assert abs(extent[1] / extent[0] / photo - 1) < 0.15, (extent, photo)
+    normal = ply.vertex_normals
+    rgb = np.asarray(ply.visual.vertex_colors)[:, :3] / 255.0
+    redness = rgb[:, 0] - rgb[:, 1:].mean(1)
+    front, back = redness[normal[:, 2] > 0.5].mean(), redness[normal[:, 2] < -0.5].mean()
+    assert front > 0.15 and front > back + 0.1, (front, back)
