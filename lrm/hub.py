@@ -77,7 +77,8 @@ def strict_load(model: LRM, state: dict[str, torch.Tensor], source: str) -> None
             [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes]))
     if problems:
         raise CheckpointError(f"{source}: " + "; ".join(problems))
-    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    broken = [k for k, v in state.items()
+              if v.is_floating_point() and not v.is_meta and not bool(torch.isfinite(v).all())]
     if broken:  # a model with NaN/inf weights would "reconstruct" garbage without a word
         raise CheckpointError(f"{source}: weights with NaN or infinite values: {name_list(broken)}")
     cast = {k: v.to(dtype=own[k].dtype) for k, v in state.items()}

@@ -40,8 +40,13 @@ def test_two_step_train_writes_a_loadable_run(tmp_path):
     lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if "loss/mse" in r] == [1, 2]
     assert any("val/psnr" in r for r in lines)
-    if importlib.util.find_spec("tensorboard") is not None:
-        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    if importlib.util.find_spec("tensorboard") is not None:  # through accelerate's tracker API
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0}).Reload()
+        tags = events.Tags()
+        assert {"loss/mse", "val/psnr"} <= set(tags["scalars"]) and "val/renders" in tags["images"], tags
+        assert [e.step for e in events.Scalars("loss/mse")] == [1, 2]
     from PIL import Image
 
     assert Image.open(run / "val" / "step-000002.png").size == (16 * 5, 16)
@@ -61,6 +66,27 @@ def test_overfit_one_object(tmp_path):
     out = train(cfg, progress=False)
     assert before < 13.0
     assert out["val_psnr"] >= 16.0, (before, out["val_psnr"])  # measured: 17.0 dB
+
+
+def test_trackers_are_chosen_and_checked(tmp_path):
+    """`log_with` picks accelerate trackers: none -> metrics.jsonl only; an unknown name, or W&B /
+    MLflow without their package, is one clear error before any work; the config is stored as
+    flat scalar hyperparameters."""
+    from lrm.errors import LRMError
+    from lrm.train.logger import available_trackers, hyperparameters
+
+    cfg = micro(dataset(tmp_path), tmp_path / "run", steps=1, log_with=[])
+    train(cfg, progress=False)
+    assert (tmp_path / "run" / "metrics.jsonl").is_file() and not (tmp_path / "run" / "tensorboard").exists()
+    with pytest.raises(LRMError, match="unknown tracker"):
+        micro(dataset(tmp_path / "b"), tmp_path / "run2", log_with=["comet-ml"])
+    for name in ("wandb", "mlflow"):
+        if importlib.util.find_spec(name) is None:
+            with pytest.raises(LRMError, match=f"pip install {name}"):
+                available_trackers([name])
+    flat = hyperparameters(cfg)
+    assert flat["optim/lr"] == 1e-3 and flat["steps"] == 1 and flat["data/backgrounds"] == "(0.0, 0.5, 1.0)"
+    assert all(isinstance(v, (bool, int, float, str)) for v in flat.values())
 
 
 def test_cli_refuses_to_overwrite_and_resumes(tmp_path):

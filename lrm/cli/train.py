@@ -34,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="stop after this step with a checkpoint, keeping the schedule of --steps "
                         "(for time-limited jobs; default: run to the end)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
+    p.add_argument("--log-with", nargs="*", default=None, metavar="TRACKER",
+                   help="experiment trackers, through accelerate: tensorboard, wandb, mlflow; none given = "
+                        "metrics.jsonl only (default: the config's log_with, tensorboard)")
     p.set_defaults(run=run)
 
 
@@ -50,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
             setattr(cfg, attr, getattr(args, flag))
     if args.lpips_weights is not None:
         cfg.loss.lpips_weights = args.lpips_weights
+    if args.log_with is not None:
+        from lrm.train.logger import available_trackers
+
+        cfg.log_with = tuple(args.log_with)
+        available_trackers(cfg.log_with)  # refuse an unknown or missing tracker before any work
     if args.data is not None:
         cfg.data.root = args.data
     if not cfg.data.root:

@@ -30,6 +30,7 @@ from lrm.errors import LRMError
 from lrm.model.lrm import LRMConfig
 
 TRAIN_CONFIG_NAME = "train_config.json"
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # experiment trackers lrm.train.logger can use
 
 
 @dataclass
@@ -133,6 +134,7 @@ class TrainConfig:
     encoder_init: str = ""  # DINO/DINOv2 weights for a new model's encoder ("" = random)
     init: str = ""  # model to fine-tune from (anything lrm.hub.load_model accepts)
     run_dir: str = "runs/default"  # output folder: checkpoints, logs, validation images
+    log_with: tuple[str, ...] = ("tensorboard",)  # accelerate trackers: tensorboard, wandb, mlflow (() = none)
 
     def __post_init__(self) -> None:
         counts = {k: getattr(self, k) for k in ("steps", "batch_size", "accumulation", "checkpoint_every",
@@ -143,6 +145,8 @@ class TrainConfig:
             (self.val_resolution >= 8, f"val_resolution must be >= 8, got {self.val_resolution}"),
             (self.render_samples >= 0 and self.render_importance >= -1,
              "render_samples must be >= 0 (0: the model's) and render_importance >= -1 (-1: the model's)"),
+            (all(t in TRACKERS for t in self.log_with), f"log_with: unknown tracker in {list(self.log_with)}; "
+                                                         f"choose from {', '.join(TRACKERS)}"),
         ])
 
 

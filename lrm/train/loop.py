@@ -31,7 +31,7 @@ from lrm.render.renderer import RenderConfig
 from lrm.train import checkpoint as ckpt
 from lrm.train.config import TRAIN_CONFIG_NAME, TrainConfig, save_config
 from lrm.train.data import FolderSource, StepBatches, TrainSamples, collate, validation_items
-from lrm.train.logger import RunLogger
+from lrm.train.logger import RunLogger, available_trackers
 from lrm.train.losses import total_loss
 from lrm.train.optim import WarmupCosine, build_optimizer
 from lrm.train.validate import save_grid, validate
@@ -151,7 +151,8 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
     gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
         hasattr(torch, "xpu") and torch.xpu.is_available())
     precision, why = training_precision(cfg.mixed_precision, model_shape(cfg.model.transformer))
-    acc = Accelerator(mixed_precision=precision, cpu=not gpu)
+    trackers = available_trackers(cfg.log_with)
+    acc = Accelerator(mixed_precision=precision, cpu=not gpu, log_with=trackers or None, project_dir=cfg.run_dir)
     if why and acc.is_main_process and progress:
         print(f"mixed precision {precision!r} ({why})", file=sys.stderr)
     run_dir = Path(cfg.run_dir)
@@ -209,7 +210,7 @@ def train(cfg: TrainConfig, resume: str = "", max_steps: int | None = None, prog
         val_source = FolderSource(cfg.data.root, cfg.data.val_split)
         val_items = validation_items(val_source, cfg.val_objects, cfg.val_views,
                                      cfg.model.inference.source_size, cfg.val_resolution)
-    log = RunLogger(run_dir, acc.is_main_process)
+    log = RunLogger(run_dir, acc, cfg)
     per_step = cfg.batch_size * cfg.accumulation * acc.num_processes
 
     def save(step: int) -> Path:
