@@ -100,6 +100,27 @@ def test_no_surface_keeps_what_was_made_and_fails(tmp_path, model_dir, rgba_imag
     assert main(args) == 2 and "no surface" in capsys.readouterr().err  # retried, not skipped as done
 
 
+def test_a_box_filling_surface_is_an_error_with_outputs_kept(tmp_path, model_dir, rgba_image, tiny_model, capsys):
+    """An iso-level below almost all of the field's density: the mesh hugs the box's six walls.
+    That is not a mesh of the object: one-line error, exit 2, outputs kept, not marked done."""
+    from lrm.cli.reconstruct import fills_box
+    from lrm.pipeline import Reconstructor
+
+    assert fills_box(np.array([[-1, -1, -1], [1, 1, 1.0]]), 1.0) and not fills_box(np.array([[-1, -1, -1],
+                                                                                             [1, 1, 0.5]]), 1.0)
+    rec = Reconstructor(tiny_model, device="cpu", dtype="fp32")
+    planes = rec.encode(rec.preprocess(str(rgba_image)))
+    low = float(torch.quantile(rec.density_fn(planes)(torch.rand(4096, 3) * 2 - 1), 0.05))
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(rgba_image), "-o", str(out), "--model", str(model_dir), "--mesh-resolution",
+                 "24", "--mesh-threshold", f"{low}", "--dtype", "fp32"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lrm: error")]
+    assert code == 2 and len(err) == 1 and "fills the field's whole box" in err[0], err
+    folder = out / "disc"
+    assert (folder / "input.png").is_file() and (folder / "mesh.glb").is_file()
+    assert not (folder / ".lrm-done.json").exists()
+
+
 def test_min_piece_drops_the_floaters(tmp_path, model_dir, rgba_image, tiny_model):
     """--min-piece 1 keeps only the largest piece of a mesh that has several (a random tiny model's
     noisy field); --min-piece 0 keeps them all."""

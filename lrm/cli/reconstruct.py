@@ -392,7 +392,22 @@ def reconstruct_one(rec, image: Path, folder: Path, args: argparse.Namespace) ->
         write_outputs(rec, rec.reconstruct(image, mesh=False, **framing), folder, args, complete=False)
         kept = "input.png" + (", views" if args.views else "") + (", turntable" if args.video else "")
         raise EmptySurfaceError(f"{exc} ({kept} kept in {folder})") from None
+    if result.mesh is not None and fills_box(result.mesh.vertices, rec.model.cfg.field.radius):
+        write_outputs(rec, result, folder, args, complete=False)  # kept for a look, not marked done
+        raise LRMError(f"the surface fills the field's whole box (density above the iso-level at every wall: "
+                       f"the background taken for the object?); try background removal or a higher "
+                       f"--mesh-threshold (outputs kept in {folder})")
     return write_outputs(rec, result, folder, args)
+
+
+def fills_box(vertices, radius: float, margin: float = 0.01) -> bool:
+    """vertices: [N, 3] in the model frame -> whether the mesh reaches all six walls of the
+    field's box [-radius, radius]³ (within `margin` of the radius): an object framed by the
+    preprocessing never does; a field dense everywhere (a cluttered background) does."""
+    import numpy as np
+
+    v = np.asarray(vertices)
+    return bool(len(v) and (v.min(0) <= -radius * (1 - margin)).all() and (v.max(0) >= radius * (1 - margin)).all())
 
 
 def write_outputs(rec, result, folder: Path, args: argparse.Namespace, complete: bool = True) -> Written:
