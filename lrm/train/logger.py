@@ -92,5 +92,7 @@ class RunLogger:
                 tracker.log({name: wandb.Image(image)}, step=step)
 
     def close(self) -> None:
-        if self.acc.log_with:
-            self.acc.end_training()
+        # each tracker's finish(), not Accelerator.end_training(): that also destroys the process
+        # group, which the trainer still uses after logging ends (tests/test_train_ddp.py)
+        for tracker in self.acc.trackers:
+            tracker.finish()
