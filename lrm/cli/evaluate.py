@@ -100,14 +100,7 @@ def run(args: argparse.Namespace) -> int:
                      objects=tuple(args.objects) if args.objects else None,
                      save_meshes=not args.no_meshes, seed=args.seed, lpips_weights=args.lpips_weights,
                      shuffle=args.shuffle)
-    ids = select_objects(args.data, cfg)  # fail on a bad dataset before loading a model
-    from lrm.data.format import read_dataset_info
-
-    n_views = read_dataset_info(args.data).get("views")
-    bad = [v for v in cfg.views if v < 0 or (isinstance(n_views, int) and v >= n_views)]
-    if bad:
-        raise LRMError(f"--views {' '.join(map(str, bad))}: the dataset's objects have views 0 to "
-                       f"{(n_views or 1) - 1}")
+    ids = select_objects(args.data, cfg)  # fail on a bad dataset or view before loading a model
     predictor = _predictor(args)
     print(f"evaluating {predictor.name} on {len(ids)} objects x {len(cfg.views)} view(s) of "
           f"{args.data} ({cfg.split})", file=sys.stderr)

@@ -23,6 +23,7 @@ from lrm import cameras
 from lrm.errors import EmptySurfaceError
 from lrm.evaluate.geometry import as_trimesh
 from lrm.mesh.view_render import rasterize
+from lrm.pipeline import MESH_SUPERSAMPLE
 
 DATASET_FRONT_AZIMUTH = -90.0  # view 0 of lrm-mv-1 sits at (0, -d, 0)
 
@@ -99,11 +100,12 @@ class ModelPredictor:
         background = self.background
 
         def render(c2w: np.ndarray, intrinsics: np.ndarray, size: int) -> np.ndarray:
-            if self.render_source == "mesh":  # flat vertex colours, 2 x 2 samples per pixel; no mesh: background
+            if self.render_source == "mesh":  # flat vertex colours, antialiased as turntables; no mesh: background
                 if mesh is None:
                     return np.full((len(c2w), size, size, 3), background, np.float32)
                 return np.stack([rasterize(m.vertices, m.faces, m.colors, c2w[i], intrinsics[i], size,
-                                           background=background, supersample=2)[0] for i in range(len(c2w))])
+                                           background=background, supersample=MESH_SUPERSAMPLE)[0]
+                                 for i in range(len(c2w))])
             out = self.rec.render_views(planes, torch.as_tensor(c2w, dtype=torch.float32),
                                         torch.as_tensor(intrinsics, dtype=torch.float32), size, background)
             return out["rgb"]

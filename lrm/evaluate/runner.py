@@ -62,7 +62,12 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def select_objects(dataset: str | Path, cfg: EvalConfig) -> list[str]:
-    read_dataset_info(dataset)
+    """The object ids to evaluate; an input view the dataset's objects do not have is refused."""
+    n_views = read_dataset_info(dataset).get("views")
+    bad = [v for v in cfg.views if v < 0 or (isinstance(n_views, int) and v >= n_views)]
+    if bad:
+        raise LRMError(f"input view(s) {' '.join(map(str, bad))} out of range: the objects of {dataset} have "
+                       f"views 0 to {(n_views or 1) - 1}")
     ids = list_objects(dataset, cfg.split)
     if cfg.objects:
         missing = sorted(set(cfg.objects) - set(ids))
