@@ -104,3 +104,17 @@ def test_cli_capture(tmp_path, capsys):
     meta = read_object(tmp_path / "ds", "capture-mug_01").meta
     assert meta["license"] == "CC-BY-4.0" and meta["split"] in ("train", "val") and meta["views"] == 3
     assert main(["data", "capture", str(tmp_path / "caps" / "not_a_capture"), "-o", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("turn", [False, True])
+def test_capture_from_one_spot_is_refused(turn):
+    """Identical poses (or a camera turning on one spot) have no convergence point to centre: the
+    import refuses them instead of writing NaN cameras."""
+    from lrm.errors import LRMError
+
+    c2w = np.tile(np.linalg.inv(np.eye(4)), (4, 1, 1))
+    c2w[:, :3, 3] = [1.0, 2.0, 3.0]
+    if turn:
+        c2w[:, :3, :3] = np.stack([rotation(s) for s in range(4)])
+    with pytest.raises(LRMError, match="one camera position"):
+        normalize_capture(np.linalg.inv(c2w), 2.0)

@@ -134,8 +134,15 @@ def axes_centre(c2w: np.ndarray) -> np.ndarray:
 def normalize_capture(w2c: np.ndarray, distance: float = 2.0) -> np.ndarray:
     """COLMAP w2c [N, 4, 4] (OpenCV) -> normalised OpenGL c2w [N, 4, 4]; frame 0 becomes canonical."""
     c2w = np.linalg.inv(w2c) @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV -> OpenGL camera axes
+    if not np.isfinite(c2w).all():
+        raise LRMError("capture poses must be finite numbers")
     c2w[:, :3, 3] -= axes_centre(c2w)
-    c2w[:, :3, 3] *= distance / np.linalg.norm(c2w[0, :3, 3])
+    radius = np.linalg.norm(c2w[:, :3, 3], axis=1)
+    if radius[0] <= 1e-6 * max(1.0, float(radius.max())):
+        # identical poses, or cameras turning on one spot: no object in front of them to centre
+        raise LRMError("the capture's cameras do not look at an object from several places (all frames "
+                       "share one camera position); record frames while moving around the object")
+    c2w[:, :3, 3] *= distance / radius[0]
     return normalize_poses(torch.from_numpy(c2w), distance).numpy()
 
 
