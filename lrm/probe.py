@@ -7,8 +7,8 @@ and takes the fastest one, fp32 unless another is clearly faster (`MARGIN`).
 
 The probe costs at most ~0.3 s: every candidate first runs a small screening matmul (a kernel
 below a tenth of fp32 there is dropped at once), then the survivors are timed at the model's
-shape within a fixed budget. Results are cached per CPU model, torch version, thread count and
-shape in `<cache>/lrm/precision-probe.json` (<cache>: $XDG_CACHE_HOME or ~/.cache), but only
+shape within a fixed budget. Results are cached per CPU model, kernel ISA, torch version, thread
+count and shape in `<cache>/lrm/precision-probe.json` (<cache>: $XDG_CACHE_HOME or ~/.cache), but only
 when the machine was not busy (1-minute load average below half the cores): a probe beside other
 work is used for that run and measured again next time. `LRM_PROBE=0` switches probing off; the CPU-flag guess is
 then used (`guess_from_flags`).
@@ -139,13 +139,27 @@ def measure(shape: tuple[int, int, int], budget: float = BUDGET_S) -> dict[str, 
 
 
 def cpu_name() -> str:
+    """The CPU's model name with its family and model numbers: cloud VMs often report a generic
+    name ("Intel(R) Xeon(R) Processor") for CPUs of different generations."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']} model {fields['model']})"
+    return name
+
+
+def kernel_isa() -> str:
+    """The instruction set torch's kernels dispatch to (ATEN_CPU_CAPABILITY lowers it), plus
+    oneDNN's cap when ONEDNN_MAX_CPU_ISA sets one: both change which kernels are fast."""
+    isa = torch.backends.cpu.get_cpu_capability()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return f"{isa}, oneDNN {cap}" if cap else isa
 
 
 def cache_path() -> Path:
@@ -154,7 +168,8 @@ def cache_path() -> Path:
 
 
 def cache_key(shape: tuple[int, int, int], threads: int) -> str:
-    return f"{cpu_name()} | torch {torch.__version__} | {threads} threads | {shape[0]}x{shape[1]}x{shape[2]}"
+    return (f"{cpu_name()} | {kernel_isa()} | torch {torch.__version__} | {threads} threads"
+            f" | {shape[0]}x{shape[1]}x{shape[2]}")
 
 
 def _read_cache(path: Path) -> dict:

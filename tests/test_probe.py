@@ -34,7 +34,7 @@ def test_slow_explicit_choices_are_flagged():
     assert not probe.is_slow({"fp32": 100.0, "int8": 0.0}, "int8")  # unavailable is not "slow"
 
 
-def test_probe_caches_per_torch_version_and_threads(tmp_path, monkeypatch):
+def test_probe_caches_per_cpu_isa_torch_version_and_threads(tmp_path, monkeypatch):
     path = tmp_path / "probe.json"
     calls = []
     monkeypatch.setattr(probe, "_busy", lambda: False)
@@ -54,6 +54,10 @@ def test_probe_caches_per_torch_version_and_threads(tmp_path, monkeypatch):
     assert not probe.probe((768, 192, 768), fake, path).cached and len(calls) == 3
     keys = json.loads(path.read_text())
     assert sum("torch 9.9.9" in k for k in keys) == 1 and len(keys) == 3
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # another kernel ISA on the same CPU: its own entry
+    assert not probe.probe((768, 192, 768), fake, path).cached and len(calls) == 4
+    monkeypatch.setattr(probe, "cpu_name", lambda: "Intel(R) Xeon(R) Processor (family 6 model 106)")
+    assert not probe.probe((768, 192, 768), fake, path).cached and len(calls) == 5  # same name, other model
     path.write_text("{not json")  # a damaged cache is re-measured, not an error
     assert not probe.probe((768, 192, 768), fake, path).cached
     busy = tmp_path / "busy.json"  # a loaded machine's timings are used once, not kept
