@@ -349,3 +349,60 @@ def test_target_faces_flag(tmp_path, model_dir, rgba_image, tiny_model, capsys):
     assert "skipping" not in capsys.readouterr().err
     small = len(trimesh.load(out / "disc" / "mesh.glb", process=False, force="mesh").faces)
     assert full > 50_000 and 4500 <= small <= 5000, (full, small)
+
+
+def test_sigkill_mid_folder_then_rerun_finishes_the_rest(tmp_path, model_dir, tiny_model):
+    """A real `lrm reconstruct FOLDER` process is killed with SIGKILL as soon as its first image is
+    complete. The rerun skips what was finished, redoes the image it was writing (its partial
+    outputs are not taken as done) and ends with the same files an uninterrupted run writes."""
+    import json
+    import os
+    import signal
+    import time
+
+    import trimesh
+
+    images = tmp_path / "in"
+    images.mkdir()
+    for k, colour in enumerate([(220, 30, 30), (30, 200, 40), (40, 60, 220), (200, 200, 40)]):
+        yy, xx = np.mgrid[:96, :96]
+        img = np.zeros((96, 96, 4), np.uint8)
+        img[(yy - 48) ** 2 + (xx - 30 - 8 * k) ** 2 < (20 + 4 * k) ** 2] = (*colour, 255)
+        Image.fromarray(img, "RGBA").save(images / f"obj{k}.png")
+    thr = _mesh_threshold(tiny_model)
+    small = ["--model", str(model_dir), "--mesh-resolution", "32", "--mesh-threshold", f"{thr}", "--views", "6",
+             "--render-size", "48", "--dtype", "fp32", "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "lrm", "reconstruct", str(images)]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "-o", str(killed), *small], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not any(killed.glob("*/.lrm-done.json")):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    finished = sorted(p.parent.name for p in killed.glob("*/.lrm-done.json"))
+    assert 1 <= len(finished) < 4, finished  # the kill landed mid-folder
+    rerun = subprocess.run([*cmd, "-o", str(killed), *small], env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"skipping {len(finished)}" in rerun.stderr
+    clean = tmp_path / "clean"
+    once = subprocess.run([*cmd, "-o", str(clean), *small], env=env, capture_output=True, text=True, timeout=300)
+    assert once.returncode == 0, once.stderr[-2000:]
+
+    def files(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    got, want = files(killed), files(clean)
+    assert sorted(got) == sorted(want) and len(want) == 4 * (3 + 6)  # input.png, mesh.glb, record, 6 views
+    for name in want:
+        if name.endswith(".lrm-done.json"):
+            assert json.loads(got[name]) == json.loads(want[name])
+        elif name.endswith(".glb"):  # same mesh; the GLB container may hold timestamps or ids
+            a, b = (trimesh.load(root / name, process=False, force="mesh") for root in (killed, clean))
+            np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
+            np.testing.assert_array_equal(a.faces, b.faces)
+        else:
+            assert got[name] == want[name], name
