@@ -250,3 +250,48 @@ def test_shuffle_control_and_input_view_metrics(toy, tmp_path):
 
     target = load_target(_Oracle(toy), toy, "box", 0, cfg)
     assert input_view_metrics(None, target) == {"input_iou": 0.0, "input_color_error": None}
+
+
+def _scores(report):
+    return [{k: v for k, v in e.items() if k != "timings"} for e in report["objects"]]
+
+
+def test_a_stopped_evaluation_resumes_where_it_stopped(toy, tmp_path, monkeypatch, capsys):
+    """A run stopped after its first object leaves a report marked unfinished; --compare refuses
+    it; rerunning the same command keeps the finished entry, evaluates only the rest (the
+    control's kept object is predicted again, not re-scored) and ends with the report of an
+    uninterrupted run. A finished report, or an unfinished one of another protocol, is refused."""
+    from lrm.cli import evaluate as cli_evaluate
+    from lrm.evaluate import runner
+
+    args = ["evaluate", "--baseline", "sphere", "--data", str(toy), "--shuffle", *FAST]
+    assert main([*args, "-o", str(tmp_path / "clean")]) == 0
+    clean = json.loads((tmp_path / "clean" / "metrics.json").read_text())
+    assert clean["complete"] and clean["planned"] == 2
+
+    def stop(entry):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_evaluate, "_progress", stop)
+    out = tmp_path / "stopped"
+    assert main([*args, "-o", str(out)]) != 0
+    partial = json.loads((out / "metrics.json").read_text())
+    assert not partial["complete"] and [e["id"] for e in partial["objects"]] == ["box"]
+    assert not (out / "summary.md").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--compare", str(tmp_path / "clean"), str(out)]) == 2
+    assert "unfinished report (1 of 2 entries" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    scored = []
+    real_evaluate_object = runner.evaluate_object
+    monkeypatch.setattr(runner, "evaluate_object", lambda p, d, i, *a, **k: scored.append(i) or real_evaluate_object(p, d, i, *a, **k))
+    assert main([*args, "-o", str(out), "--ring-views", "2"]) == 2  # another protocol: refused, kept
+    assert "unfinished report of another run (protocol differ)" in capsys.readouterr().err
+    assert main([*args, "-o", str(out)]) == 0
+    assert "resuming the unfinished report" in capsys.readouterr().err and scored == ["cylinder"]
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["complete"] and _scores(resumed) == _scores(clean)
+    assert resumed["objects"][0]["shuffled_input"] == "cylinder"  # the control covers the kept object
+    assert (out / "summary.md").is_file()
+    assert main([*args, "-o", str(out)]) == 2 and "already holds a report" in capsys.readouterr().err

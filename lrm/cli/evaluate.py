@@ -67,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["fp32", "bf16", "auto"], default="fp32",
                    help="model precision (default: fp32, exact)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a report already in REPORT_DIR (default: refuse)")
+                   help="replace a report already in REPORT_DIR (default: refuse a finished one, resume an "
+                        "unfinished one of the same model, dataset and protocol)")
     p.set_defaults(run=run)
 
 
@@ -92,8 +93,13 @@ def run(args: argparse.Namespace) -> int:
     if args.image_size is not None and args.image_size < 11:
         raise LRMError(f"--image-size must be at least 11 (the SSIM window), got {args.image_size}")
     out = Path(args.output)
-    if (out / "metrics.json").exists() and not args.overwrite:
+    from lrm.evaluate.report import read_metrics, unfinished
+
+    resume = (out / "metrics.json").exists() and not args.overwrite
+    if resume and (why := unfinished(read_metrics(out))) is None:
         raise LRMError(f"{out} already holds a report (metrics.json); pass --overwrite or choose another folder")
+    if resume:
+        print(f"resuming the unfinished report in {out} ({why} done)", file=sys.stderr)
     cfg = EvalConfig(split=args.split, views=tuple(args.views), align=args.align, points=args.points,
                      iou_resolution=args.iou_resolution, image_size=args.image_size, ring_views=args.ring_views,
                      sheet_views=args.sheet_views, limit=args.limit,
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"evaluating {predictor.name} on {len(ids)} objects x {len(cfg.views)} view(s) of "
           f"{args.data} ({cfg.split})", file=sys.stderr)
     command = "lrm evaluate " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["evaluate"] else [])
-    result = evaluate(predictor, args.data, out, cfg, command=command.strip(), progress=_progress)
+    result = evaluate(predictor, args.data, out, cfg, command=command.strip(), progress=_progress, resume=resume)
     if not result["lpips_available"]:
         print("LPIPS absent: no VGG16 + LPIPS head weights found locally (see --lpips-weights)", file=sys.stderr)
     print((out / "summary.md").read_text().split("## Per object")[0].rstrip())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrm.evaluate.report import METRICS, fmt, metric_keys, read_metrics, table, title
+from lrm.errors import LRMError
+from lrm.evaluate.report import METRICS, fmt, metric_keys, read_metrics, table, title, unfinished
 
 PER_OBJECT = ["psnr", "ssim", "chamfer", "fscore@0.1", "volume_iou"]  # columns of the per-object table
 PROTOCOL = ["split", "views", "align", "points", "thresholds", "iou_resolution", "image_size", "ring_views",
@@ -21,6 +22,10 @@ def _better(key: str, a, b) -> str:
 def compare_reports(dir_a: str | Path, dir_b: str | Path) -> str:
     """-> a markdown document comparing two report folders."""
     a, b = read_metrics(dir_a), read_metrics(dir_b)
+    for d, data in ((dir_a, a), (dir_b, b)):
+        if (why := unfinished(data)) is not None:
+            raise LRMError(f"{d}: an unfinished report ({why}; its run was stopped): rerun its command to "
+                           "finish it before comparing")
     keys = metric_keys(a["objects"] + b["objects"])
     lines = [f"# {a['model']['name']} (A) vs {b['model']['name']} (B)\n",
              f"A: `{dir_a}`  \nB: `{dir_b}`\n"]

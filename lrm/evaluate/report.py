@@ -52,11 +52,15 @@ def summarise(entries: list[dict]) -> tuple[dict, dict]:
     return mean, count
 
 
-def write_metrics(out_dir: Path, header: dict, entries: list[dict]) -> dict:
+def write_metrics(out_dir: Path, header: dict, entries: list[dict], planned: int | None = None,
+                  complete: bool = True) -> dict:
+    """metrics.json, atomically. While a run is going, `complete` is False and `planned` says how
+    many (object, view) entries it will hold: a killed run's report is recognisably unfinished."""
     from lrm import __version__
 
     mean, count = summarise(entries)
-    result = {"format": FORMAT, "lrm_version": __version__, **header, "mean": mean, "count": count,
+    result = {"format": FORMAT, "lrm_version": __version__, **header, "complete": complete,
+              "planned": len(entries) if planned is None else planned, "mean": mean, "count": count,
               "objects": entries}
     write_atomic(out_dir / "metrics.json", (json.dumps(result, indent=1) + "\n").encode())
     return result
@@ -68,10 +72,22 @@ def read_metrics(report_dir: str | Path) -> dict:
     path = Path(report_dir) / "metrics.json"
     if not path.is_file():
         raise LRMError(f"{report_dir}: not an evaluation report (no metrics.json)")
-    data = json.loads(path.read_text())
-    if data.get("format") != FORMAT:
-        raise LRMError(f"{path}: unknown report format {data.get('format')!r} (expected {FORMAT})")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LRMError(f"{path}: not a readable report ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise LRMError(f"{path}: unknown report format {data.get('format') if isinstance(data, dict) else None!r} "
+                       f"(expected {FORMAT})")
     return data
+
+
+def unfinished(data: dict) -> str | None:
+    """-> why a report is not finished ("12 of 66 entries"), or None when it is. Reports written
+    before the `complete` key existed were only ever written whole at the end: finished."""
+    if data.get("complete", True):
+        return None
+    return f"{len(data.get('objects', []))} of {data.get('planned', '?')} entries"
 
 
 def fmt(value, key: str = "", missing: str = "–") -> str:

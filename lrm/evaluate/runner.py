@@ -6,6 +6,7 @@ the fixed evaluation ring, compare with the ground truth, write the report as it
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -208,9 +209,13 @@ def shuffled_scores(entries: list[dict], done: dict[tuple[str, int], tuple[Predi
 
 
 def evaluate(predictor, dataset: str | Path, out_dir: str | Path, cfg: EvalConfig = EvalConfig(),
-             command: str = "", progress=None) -> dict:
-    """Evaluate `predictor` on a dataset split; writes metrics.json (after every object),
-    summary.md, sheets/ and meshes/ under `out_dir`. -> the report (metrics.json content)"""
+             command: str = "", progress=None, resume: bool = False) -> dict:
+    """Evaluate `predictor` on a dataset split; writes metrics.json (after every object, marked
+    unfinished until the end), summary.md, sheets/ and meshes/ under `out_dir`.
+
+    `resume`: an unfinished metrics.json of the same model, dataset and protocol in `out_dir`
+    (a killed run) keeps its entries and only the rest is evaluated; with `cfg.shuffle` the kept
+    objects are predicted again (not re-scored) for the control. -> the report (metrics.json content)"""
     dataset, out_dir = Path(dataset), Path(out_dir)
     ids = select_objects(dataset, cfg)
     lpips = load_lpips(cfg.lpips_weights, getattr(predictor, "device", "cpu"))
@@ -221,22 +226,48 @@ def evaluate(predictor, dataset: str | Path, out_dir: str | Path, cfg: EvalConfi
         "protocol": {**asdict(cfg), "background": predictor.background},
         "lpips_available": lpips is not None,
     }
-    entries: list[dict] = []
+    pairs = [(object_id, view) for object_id in ids for view in cfg.views]
+    entries = resumable_entries(out_dir, header, pairs) if resume else []
+    finished = {(e["id"], e["view"]) for e in entries}
     done: dict[tuple[str, int], tuple[Prediction, Target]] = {}  # kept for --shuffle
-    for object_id in ids:
-        for view in cfg.views:
-            try:
-                entry, pred, target = evaluate_object(predictor, dataset, object_id, view, cfg, out_dir, lpips)
-                entries.append(entry)
-                if cfg.shuffle:
-                    done[(object_id, view)] = (pred, target)
-            except LRMError as exc:  # a broken object is recorded, the run goes on
-                entries.append({"id": object_id, "view": view, "status": "failed", "error": str(exc)})
-            report.write_metrics(out_dir, header, entries)
-            if progress is not None:
-                progress(entries[-1])
+    for object_id, view in pairs:
+        if (object_id, view) in finished:
+            if cfg.shuffle and next(e for e in entries if (e["id"], e["view"]) == (object_id, view))["status"] != "failed":
+                target = load_target(predictor, dataset, object_id, view, cfg)
+                gt_model = transformed(target.gt, target.to_model) if target.gt is not None else None
+                done[(object_id, view)] = (predictor.predict(target.input_rgba, target.distance, gt_model), target)
+            continue
+        try:
+            entry, pred, target = evaluate_object(predictor, dataset, object_id, view, cfg, out_dir, lpips)
+            entries.append(entry)
+            if cfg.shuffle:
+                done[(object_id, view)] = (pred, target)
+        except LRMError as exc:  # a broken object is recorded, the run goes on
+            entries.append({"id": object_id, "view": view, "status": "failed", "error": str(exc)})
+        report.write_metrics(out_dir, header, entries, len(pairs), complete=False)
+        if progress is not None:
+            progress(entries[-1])
+    order = {pair: i for i, pair in enumerate(pairs)}
+    entries.sort(key=lambda e: order[(e["id"], e["view"])])
     if cfg.shuffle:
         shuffled_scores(entries, done, cfg)
     result = report.write_metrics(out_dir, header, entries)
     report.write_summary(out_dir, result)
     return result
+
+
+def resumable_entries(out_dir: Path, header: dict, pairs: list[tuple[str, int]]) -> list[dict]:
+    """The finished entries of an unfinished report in `out_dir` written by the same model,
+    dataset and protocol ([] when there is none); LRMError when it belongs to another run."""
+    if not (out_dir / "metrics.json").is_file():
+        return []
+    old = report.read_metrics(out_dir)
+    if report.unfinished(old) is None:
+        raise LRMError(f"{out_dir} already holds a finished report; pass --overwrite or choose another folder")
+    same = json.loads(json.dumps({k: header[k] for k in ("model", "dataset", "protocol")}))  # tuples as lists
+    differ = [k for k in same if old.get(k) != same[k]]
+    if differ:
+        raise LRMError(f"{out_dir} holds an unfinished report of another run ({', '.join(differ)} differ); "
+                       "pass --overwrite or choose another folder")
+    wanted = set(pairs)
+    return [e for e in old.get("objects", []) if (e.get("id"), e.get("view")) in wanted]
