@@ -47,6 +47,9 @@ def test_pack_refuses_existing_shards_and_symlinks(tmp_path):
     with pytest.raises(LRMError, match="already holds shards"):
         pack(root, out, split="train")
     assert [o.id for f in shard_files(out) for o in iter_shard(f)] == ["sphere000", "sphere001"]  # kept
+    (out / "index.json").unlink()  # a pack stopped before its index: named as unfinished, still refused
+    with pytest.raises(LRMError, match="an unfinished pack"):
+        pack(root, out, split="train")
     assert len(pack(root, out, split="train", overwrite=True)) == 1
     secret = tmp_path / "secret.txt"
     secret.write_text("not part of the dataset")

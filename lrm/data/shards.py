@@ -48,7 +48,8 @@ def pack(root: str | Path, out: str | Path, objects_per_shard: int = 256, split:
         raise LRMError(f"{out}: exists and is not a folder")
     old = sorted(p.name for p in out.glob("*.tar")) + (["index.json"] if (out / "index.json").exists() else [])
     if old and not overwrite:
-        raise LRMError(f"{out}: already holds shards ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); "
+        state = "shards" if "index.json" in old else "an unfinished pack (shards but no index.json: its run was stopped)"
+        raise LRMError(f"{out}: already holds {state} ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); "
                        "pass --overwrite to replace them, or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     entries, written = [], []
