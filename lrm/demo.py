@@ -170,7 +170,8 @@ class DemoSession:
         yield Step("Gaussian splats", 0.5)
         t = time.perf_counter()
         try:
-            splat = write_splat_ply(self.rec.splats(result.planes, 96), out / "splat.ply", result.frame)
+            splats = self.rec.splats(result.planes, 96, photo=result.image, mesh=result.mesh)
+            splat = write_splat_ply(splats, out / "splat.ply", result.frame)
             timings["splat"] = time.perf_counter() - t
         except LRMError:  # nothing opaque enough to splat: the mesh and video still come
             splat = None

@@ -193,12 +193,28 @@ class Reconstructor:
             mesh = bake_texture(mesh, self.color_fn(planes), resolution=texture_resolution)
         return mesh
 
-    def splats(self, planes: torch.Tensor, resolution: int = 128) -> "Splats":
-        """planes: [1, 3, C, h, w] -> Gaussian splats of the field's visible shell (lrm.splat)."""
+    def splats(self, planes: torch.Tensor, resolution: int = 128, level: float | None = None,
+               photo: np.ndarray | None = None, mesh: Mesh | None = None,
+               source_distance: float | None = None) -> "Splats":
+        """planes: [1, 3, C, h, w] -> Gaussian splats on the field's iso-surface at `level` (default:
+        the mesh threshold, so splats and mesh show one surface; lrm.splat). With `photo` (the
+        image the model saw, Reconstruction.image), splat colours come from it where the input
+        camera sees them squarely, as `photo_colors` does for meshes; `mesh` (this
+        reconstruction's, world frame) hides what it does not see, else one is extracted."""
         from lrm.splat import splats_from_field
 
-        return splats_from_field(self.density_fn(planes), self.color_fn(planes), self.model.cfg.field.radius,
-                                 resolution)
+        level = self.inference.mesh_threshold if level is None else level
+        splats = splats_from_field(self.density_fn(planes), self.color_fn(planes), self.model.cfg.field.radius,
+                                   level, resolution)
+        if photo is not None and len(splats.xyz):
+            from lrm.mesh.photo_colors import photo_point_colors
+
+            inf = self.inference
+            surface = mesh if mesh is not None else self.extract_mesh(planes, resolution, level, target_faces=0)
+            c2w = cameras.canonical_c2w(inf.source_distance if source_distance is None else source_distance)
+            splats.rgb = photo_point_colors(splats.xyz, splats.normal, splats.rgb, surface, photo, c2w.numpy(),
+                                            cameras.intrinsics(inf.source_focal)[0].numpy())
+        return splats
 
     def orbit(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Turntable cameras starting at the input view. -> c2w [n, 4, 4], intrinsics [n, 4]"""

@@ -1,8 +1,5 @@
-"""The web demo driven as a user drives it: headless Chromium (Debian's `chromium` +
-`chromium-driver`) through Selenium against a real server on 127.0.0.1.
-
-Skipped where no browser is installed; CI installs one and sets LRM_REQUIRE_BROWSER=1, which
-turns the skip into a failure."""
+"""The web demo driven as a user drives it: headless Chromium (tests/browser.py) against a real
+server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,44 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser import chromium, wait_for as _wait
 from test_demo import _serve, session, slow_turntable, views_session  # noqa: F401  (the fixtures)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chair_office.png"
 
 
 def _browser():
-    missing = [n for n in ("chromium", "chromedriver") if shutil.which(n) is None]
-    try:
-        import gradio  # noqa: F401
-        from selenium import webdriver
-    except ImportError as exc:
-        missing.append(exc.name or "selenium")
-    if missing:
-        if os.environ.get("LRM_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"LRM_REQUIRE_BROWSER=1 but missing: {', '.join(missing)}")
-        pytest.skip(f"no browser: missing {', '.join(missing)}")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    # WebGL through SwiftShader (software), so the 3D viewer draws without a GPU
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--use-angle=swiftshader",
-                "--enable-unsafe-swiftshader", "--window-size=1280,1600"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
-    return webdriver.Chrome(options=opts, service=service)
-
-
-def _wait(predicate, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            value = predicate()
-        except Exception:  # the page is still being built
-            value = None
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return chromium(("gradio",))
 
 
 @pytest.fixture

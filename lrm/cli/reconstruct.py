@@ -171,7 +171,8 @@ def _wanted(args: argparse.Namespace) -> dict:
             "views": args.views, "video": args.video_frames if args.video else 0,
             "video_size": args.video_size if args.video else None,
             "video_source": args.video_source if args.video else None,
-            "splat": args.splat_resolution if args.splat else 0}
+            # the splat layout's version, grid and colours: files of an older layout are redone
+            "splat": f"iso-surface {args.splat_resolution} {args.vertex_colors}" if args.splat else 0}
 
 
 def is_done(folder: Path, args: argparse.Namespace) -> bool:
@@ -428,7 +429,10 @@ def write_outputs(rec, result, folder: Path, args: argparse.Namespace, complete:
         from lrm.splat import write_splat_ply
 
         t = time.perf_counter()
-        write_splat_ply(rec.splats(result.planes, args.splat_resolution), folder / "splat.ply", result.frame)
+        one_view = getattr(args, "views_from", None) is None  # photo colours from the one input camera
+        photo = result.image if args.vertex_colors == "photo" and one_view else None
+        splats = rec.splats(result.planes, args.splat_resolution, photo=photo, mesh=result.mesh)
+        write_splat_ply(splats, folder / "splat.ply", result.frame)
         timings["splat"] = time.perf_counter() - t
     if args.views:
         t = time.perf_counter()

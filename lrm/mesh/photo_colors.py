@@ -6,7 +6,8 @@ from that camera) takes the photo's colour at its projection, blended with the f
 how squarely the camera sees it: weight 0 at grazing angles (view-cosine <= `grazing`), 1 from
 `square` up, linear between, so the silhouette, where the photo mixes object and background,
 keeps the field's colour. Hidden points keep the field's colour. The points are the vertices
-(vertex colours) and, for a textured mesh, the texels' surface points (the texture).
+(vertex colours) and, for a textured mesh, the texels' surface points (the texture), or any
+oriented points on the mesh's surface, such as Gaussian splats (`photo_point_colors`).
 """
 
 from __future__ import annotations
@@ -101,3 +102,15 @@ def photo_colors(mesh: Mesh, photo: np.ndarray, c2w: np.ndarray, intrinsics: np.
         texels = texture[covered].astype(np.float64) / 255.0
         texture[covered] = np.round(_blend(texels, _sample(photo, uv), weight).clip(0, 1) * 255).astype(np.uint8)
     return Mesh(mesh.vertices, mesh.faces, colors, mesh.uv, texture)
+
+
+def photo_point_colors(points: np.ndarray, normals: np.ndarray, colors: np.ndarray, surface: Mesh,
+                       photo: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """points, normals, colors: [M, 3] oriented points on `surface` (the mesh that hides them
+    from the camera) with their field colours; photo, c2w, intrinsics as in `photo_colors`
+    -> [M, 3] colours blended towards the photo's where the camera sees the points squarely."""
+    if len(points) == 0 or len(surface.faces) == 0:
+        return colors
+    depth = depth_image(surface, c2w, intrinsics, photo.shape[0])
+    weight, uv = photo_weights(points, normals, depth, c2w, intrinsics)
+    return _blend(np.asarray(colors, np.float64), _sample(photo, uv), weight).astype(np.float32)

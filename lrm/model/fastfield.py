@@ -107,7 +107,7 @@ class FoldedField:
         if flat is not None:
             for i in range(0, n, self.chunk):
                 outs.append(self.mlp(self.hidden(flat[None, i : i + self.chunk])))
-            out = torch.cat(outs) if len(outs) > 1 else outs[0]
+            out = torch.cat(outs) if len(outs) > 1 else outs[0] if outs else flat.new_zeros(0, 4)
         else:
             for i in range(0, n, self.chunk):
                 outs.append(self.mlp(self.hidden(xyz[:, i : i + self.chunk])).reshape(b, -1, 4))
