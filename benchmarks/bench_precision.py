@@ -10,6 +10,12 @@ table names the CPU, the matmul peaks measured in the same run, what the probe (
 for "auto", and each mode's time over the float-matmul limit: the forward's FLOPs at the best of
 the fp32 and bf16 peaks. A mode the probe measured more than 10x slower than fp32 is skipped
 (it would take minutes on openlrm-base) unless --all is given.
+
+Another CPU's kernel landscape can be approximated on this one by lowering the instruction sets
+torch and oneDNN dispatch to (the probe caches such runs separately):
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python benchmarks/bench_precision.py --archs tiny,openlrm-base --all
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ def main() -> None:
     peaks = {name: matmul_peak(dt) for name, dt in
              (("fp32", torch.float32), ("bf16", torch.bfloat16), ("int8", torch.int8))}
     limit = max(peaks["fp32"], peaks["bf16"])
-    print(f"CPU: {probe.cpu_name()}; torch {torch.__version__}; {threads} thread(s); "
+    print(f"CPU: {probe.cpu_name()}; kernels {probe.kernel_isa()}; torch {torch.__version__}; {threads} thread(s); "
           f"load average {os.getloadavg()[0]:.2f}")
     print("matmul peaks (2048³): " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " GFLOP/s\n")
     print("| model | forward GFLOP | probe (GFLOP/s at its MLP shape) | auto → | "

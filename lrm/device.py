@@ -77,7 +77,12 @@ def choose_precision(precision: Precision, device: torch.device,
     if precision == "auto":
         return _DTYPES[result.choice], result.describe()
     note = ""
-    if probe.is_slow(result.rates, precision):
+    if not probe.accurate(result.errors, precision):
+        note = (f"--dtype {precision}: this CPU's {precision} kernel measured "
+                f"{100 * result.errors[precision]:.0f} % error against fp32 (contract "
+                f"{100 * probe.ACCURACY[precision]:.0f} %; {result.describe()}); --dtype auto or fp32 is exact here")
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
+    elif probe.is_slow(result.rates, precision):
         ratio = result.rates["fp32"] / result.rates[precision]
         note = (f"--dtype {precision} measured {ratio:.1f}x slower than fp32 on this CPU "
                 f"({result.describe()}); --dtype auto or fp32 is faster here")
@@ -101,7 +106,7 @@ def training_precision(choice: str, shape: tuple[int, int, int]) -> tuple[str, s
     if not probe.probing_enabled():
         return ("bf16" if probe.guess_from_flags() == "bf16" else "no"), "CPU-flag guess (LRM_PROBE=0)"
     result = probe.probe(shape)
-    return ("bf16" if probe.choose(result.rates, ("bf16",)) == "bf16" else "no"), result.describe()
+    return ("bf16" if probe.choose(result.rates, ("bf16",), result.errors) == "bf16" else "no"), result.describe()
 
 
 def precision_name(dtype: torch.dtype) -> str:

@@ -3,7 +3,14 @@
 CPU flags say what a CPU can run, not how fast: on an AVX2-only EPYC `torch._int_mm` ran 45x and
 bf16 150x slower than fp32, while on an Ice Lake with VNNI int8 ran 3.8x faster. So `--dtype auto`
 on a CPU times the kernels the fast path would use, at a shape like the model's Linear layers,
-and takes the fastest one, fp32 unless another is clearly faster (`MARGIN`).
+and takes the fastest one that meets the accuracy contract (`ACCURACY`), fp32 unless another is
+clearly faster (`MARGIN`).
+
+Speed is not enough: with oneDNN held to AVX2 (no VNNI), `torch._int_mm` returned sums off by up
+to 27 % (16-bit pair sums saturating), and the int8 path's error against fp32 rose from 0.9 % to
+13 %. So each reduced-precision kernel's output on the probe's product (activations ~ N(0, 1),
+weights uniform over the full int8 range, the hard case for such kernels) is compared with a
+float64 product; one above its contract is never chosen, however fast.
 
 The probe costs at most ~0.3 s: every candidate first runs a small screening matmul (a kernel
 below a tenth of fp32 there is dropped at once), then the survivors are timed at the model's
@@ -20,7 +27,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +42,10 @@ SCREEN_DROP = 0.1  # a kernel below this fraction of fp32 on the screening produ
 # there and 2.9x at the model's shape on the development CPU; the AVX2 EPYC's int8 and bf16
 # are at 0.02x and 0.005x)
 BUDGET_S = 0.03  # timing budget per candidate at the model's shape
+# relative (Frobenius) error against float64 on the probe's product that a candidate may have:
+# measured 0.28 % for bf16 and 0.8-0.9 % for int8 on sound kernels, 12-14 % for int8 with oneDNN
+# held to AVX2
+ACCURACY = {"fp32": 1e-4, "bf16": 0.01, "int8": 0.02}
 MAX_ROWS = 128  # rows of the timed product: the rate per FLOP is flat beyond this, the cost is not
 
 
@@ -43,28 +54,38 @@ class ProbeResult:
     rates: dict[str, float]  # GFLOP/s per candidate measured (0.0: unavailable or screened out)
     choice: str  # "fp32" | "bf16" | "int8"
     cached: bool = False
+    errors: dict[str, float] = field(default_factory=dict)  # relative error per candidate (see ACCURACY)
 
     def describe(self) -> str:
-        """e.g. 'probed: fp32 118, bf16 0.7, int8 2.6 GFLOP/s'"""
+        """e.g. 'probed: fp32 118, bf16 0.7, int8 2.6 GFLOP/s' (+ '; int8 inaccurate: 13 % error')"""
         parts = [f"{k} {_fmt(v)}" for k, v in self.rates.items()]
-        return ("cached probe: " if self.cached else "probed: ") + ", ".join(parts) + " GFLOP/s"
+        bad = [f"{k} inaccurate: {100 * self.errors[k]:.0f} % error" for k in self.rates if not accurate(self.errors, k)]
+        return (("cached probe: " if self.cached else "probed: ") + ", ".join(parts) + " GFLOP/s"
+                + "".join(f"; {b}" for b in bad))
 
 
 def _fmt(rate: float) -> str:
     return "n/a" if rate <= 0 else (f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}")
 
 
-def choose(rates: dict[str, float], allowed: tuple[str, ...] = ("bf16", "int8")) -> str:
-    """The fastest candidate; fp32 unless one of `allowed` beats it by MARGIN.
+def choose(rates: dict[str, float], allowed: tuple[str, ...] = ("bf16", "int8"),
+           errors: dict[str, float] | None = None) -> str:
+    """The fastest accurate candidate; fp32 unless one of `allowed` beats it by MARGIN.
 
-    rates: GFLOP/s per candidate (missing or <= 0: unavailable)."""
+    rates: GFLOP/s per candidate (missing or <= 0: unavailable); errors: relative error per
+    candidate (missing: not measured, taken as within the contract)."""
     base = rates.get("fp32", 0.0)
     best, best_rate = "fp32", base * MARGIN
     for name in allowed:
         r = rates.get(name, 0.0)
-        if r > best_rate:
+        if r > best_rate and accurate(errors or {}, name):
             best, best_rate = name, r
     return best
+
+
+def accurate(errors: dict[str, float], name: str) -> bool:
+    """Whether `name`'s measured error (if any) is within its contract (ACCURACY)."""
+    return errors.get(name, 0.0) <= ACCURACY.get(name, 0.0)
 
 
 def is_slow(rates: dict[str, float], name: str) -> bool:
@@ -91,8 +112,7 @@ def _kernels(m: int, k: int, n: int) -> dict[str, Callable[[], object] | None]:
     path would (None: unavailable in this build)."""
     from lrm.model.quant import Int8Linear, int8_available
 
-    g = torch.Generator().manual_seed(0)
-    x, w = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
+    x, w = probe_operands(m, k, n)
     xb, wb = x.bfloat16(), w.bfloat16()
     out: dict[str, Callable[[], object] | None] = {
         "fp32": lambda: torch.nn.functional.linear(x, w),
@@ -104,6 +124,28 @@ def _kernels(m: int, k: int, n: int) -> dict[str, Callable[[], object] | None]:
         lin.weight.data = w
         q = Int8Linear(lin)  # quantises the activations per call, as in use
         out["int8"] = lambda: q(x)
+    return out
+
+
+def probe_operands(m: int, k: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations x [m, k] ~ N(0, 1) and weights w [n, k] uniform in [-1, 1] (after per-row
+    quantisation they fill the int8 range: the hard case for kernels that saturate)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(m, k, generator=g), torch.rand(n, k, generator=g) * 2 - 1
+
+
+def accuracy(shape: tuple[int, int, int]) -> dict[str, float]:
+    """Relative (Frobenius) error of each available candidate's product against float64, at the
+    model's inner width K (what accumulates) and a few rows and columns of `shape` = (M, K, N);
+    unavailable candidates are left out."""
+    m, k, n = min(shape[0], SCREEN_SHAPE[0]), shape[1], min(shape[2], SCREEN_SHAPE[2])
+    x, w = probe_operands(m, k, n)
+    ref = torch.nn.functional.linear(x.double(), w.double())
+    out = {}
+    for name, fn in _kernels(m, k, n).items():
+        if fn is not None:
+            got = torch.as_tensor(fn()).double()
+            out[name] = float((got - ref).norm() / ref.norm())
     return out
 
 
@@ -191,22 +233,25 @@ def _write_cache(path: Path, data: dict) -> None:
 
 
 def probe(shape: tuple[int, int, int], measure_fn: Callable[[tuple[int, int, int]], dict[str, float]] = measure,
-          path: Path | None = None) -> ProbeResult:
+          path: Path | None = None,
+          accuracy_fn: Callable[[tuple[int, int, int]], dict[str, float]] = accuracy) -> ProbeResult:
     """The measured choice for a CPU forward pass whose big Linear layers are `shape` = (M, K, N),
     from the cache when this CPU, torch version and thread count were probed before."""
     path = cache_path() if path is None else path
     key = cache_key(shape, torch.get_num_threads())
     data = _read_cache(path)
     entry = data.get(key)
-    if isinstance(entry, dict) and all(isinstance(entry.get(c), (int, float)) for c in CANDIDATES):
+    if (isinstance(entry, dict) and all(isinstance(entry.get(c), (int, float)) for c in CANDIDATES)
+            and isinstance(entry.get("errors"), dict)):  # entries from before the accuracy check: measured again
         rates = {c: float(entry[c]) for c in CANDIDATES}
-        return ProbeResult(rates, choose(rates), cached=True)
+        errors = {k: float(v) for k, v in entry["errors"].items() if isinstance(v, (int, float))}
+        return ProbeResult(rates, choose(rates, errors=errors), cached=True, errors=errors)
     busy = _busy()
-    rates = measure_fn(shape)
+    rates, errors = measure_fn(shape), accuracy_fn(shape)
     if not busy:  # a measurement on a loaded machine is used, not kept: the next run measures again
-        data[key] = rates
+        data[key] = {**rates, "errors": errors}
         _write_cache(path, data)
-    return ProbeResult(rates, choose(rates))
+    return ProbeResult(rates, choose(rates, errors=errors), errors=errors)
 
 
 def _busy() -> bool:

@@ -38,31 +38,34 @@ def test_probe_caches_per_cpu_isa_torch_version_and_threads(tmp_path, monkeypatc
     path = tmp_path / "probe.json"
     calls = []
     monkeypatch.setattr(probe, "_busy", lambda: False)
+    for cap in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):  # the run's own cap, if any, is the baseline
+        monkeypatch.delenv(cap, raising=False)
 
     def fake(shape):
         calls.append(shape)
         return dict(ICE_LAKE)
 
-    first = probe.probe((768, 192, 768), fake, path)
+    sound = lambda shape: {"fp32": 2e-7, "bf16": 0.003, "int8": 0.009}  # noqa: E731
+    first = probe.probe((768, 192, 768), fake, path, sound)
     assert (first.choice, first.cached, calls) == ("int8", False, [(768, 192, 768)])
-    second = probe.probe((768, 192, 768), fake, path)
+    second = probe.probe((768, 192, 768), fake, path, sound)
     assert second.cached and second.rates == first.rates and len(calls) == 1
     assert "cached probe: fp32 100, bf16 30, int8 380 GFLOP/s" == second.describe()
-    probe.probe((256, 768, 3072), fake, path)  # another model shape is probed on its own
+    probe.probe((256, 768, 3072), fake, path, sound)  # another model shape is probed on its own
     assert len(calls) == 2
     monkeypatch.setattr(torch, "__version__", "9.9.9")  # a new torch: the old entries do not apply
-    assert not probe.probe((768, 192, 768), fake, path).cached and len(calls) == 3
+    assert not probe.probe((768, 192, 768), fake, path, sound).cached and len(calls) == 3
     keys = json.loads(path.read_text())
     assert sum("torch 9.9.9" in k for k in keys) == 1 and len(keys) == 3
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # another kernel ISA on the same CPU: its own entry
-    assert not probe.probe((768, 192, 768), fake, path).cached and len(calls) == 4
+    assert not probe.probe((768, 192, 768), fake, path, sound).cached and len(calls) == 4
     monkeypatch.setattr(probe, "cpu_name", lambda: "Intel(R) Xeon(R) Processor (family 6 model 106)")
-    assert not probe.probe((768, 192, 768), fake, path).cached and len(calls) == 5  # same name, other model
+    assert not probe.probe((768, 192, 768), fake, path, sound).cached and len(calls) == 5  # same name, other model
     path.write_text("{not json")  # a damaged cache is re-measured, not an error
-    assert not probe.probe((768, 192, 768), fake, path).cached
+    assert not probe.probe((768, 192, 768), fake, path, sound).cached
     busy = tmp_path / "busy.json"  # a loaded machine's timings are used once, not kept
     monkeypatch.setattr(probe, "_busy", lambda: True)
-    assert probe.probe((768, 192, 768), fake, busy).choice == "int8" and not busy.exists()
+    assert probe.probe((768, 192, 768), fake, busy, sound).choice == "int8" and not busy.exists()
 
 
 def _inject(monkeypatch, rates):
@@ -115,7 +118,42 @@ def test_measure_reports_every_candidate_and_the_reconstructor_uses_it(tmp_path,
     result = probe.probe((768, 192, 768))
     assert time.perf_counter() - t0 < 2.0  # ~0.2 s idle; generous for a loaded CI machine
     assert set(result.rates) == {"fp32", "bf16", "int8"} and result.rates["fp32"] > 0
+    assert result.errors["fp32"] < 1e-6 and probe.accurate(result.errors, result.choice)  # never an inaccurate pick
     monkeypatch.setattr(probe, "probe", lambda shape: result)  # the same figures (a busy machine re-measures)
     rec = Reconstructor(copy.deepcopy(tiny_model), device="cpu", dtype="auto")  # int8 quantises in place
     want = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}[result.choice]
     assert rec.compute_dtype == want and rec.precision_note == result.describe()
+
+
+SATURATING = {"fp32": 2e-7, "bf16": 0.003, "int8": 0.14}  # int8 with oneDNN held to AVX2 (measured)
+
+
+def test_an_inaccurate_kernel_is_never_chosen_however_fast():
+    assert probe.choose(ICE_LAKE, errors=SATURATING) == "fp32"  # int8 3.8x faster, but 14 % off
+    assert probe.choose(AMX, errors={"bf16": 0.05, "int8": 0.009}) == "int8"  # the accurate one of two
+    assert probe.choose(ICE_LAKE, errors={}) == "int8"  # errors not measured: speed decides
+    result = probe.ProbeResult(dict(ICE_LAKE), probe.choose(ICE_LAKE, errors=SATURATING), errors=SATURATING)
+    assert result.describe() == "probed: fp32 100, bf16 30, int8 380 GFLOP/s; int8 inaccurate: 14 % error"
+
+
+def test_cache_keeps_errors_and_remeasures_entries_without_them(tmp_path, monkeypatch):
+    path = tmp_path / "probe.json"
+    monkeypatch.setattr(probe, "_busy", lambda: False)
+    key = probe.cache_key((768, 192, 768), torch.get_num_threads())
+    path.write_text(json.dumps({key: dict(ICE_LAKE)}))  # written before the accuracy check existed
+    result = probe.probe((768, 192, 768), lambda shape: dict(ICE_LAKE), path, lambda shape: dict(SATURATING))
+    assert not result.cached and result.choice == "fp32"
+    assert json.loads(path.read_text())[key]["errors"] == SATURATING
+    again = probe.probe((768, 192, 768), lambda shape: pytest.fail("measured again"), path,
+                        lambda shape: pytest.fail("measured again"))
+    assert again.cached and again.choice == "fp32" and again.errors == SATURATING
+
+
+def test_explicit_inaccurate_choice_warns_and_obeys(monkeypatch):
+    monkeypatch.setenv("LRM_PROBE", "1")
+    monkeypatch.setattr(probe, "probe", lambda shape: probe.ProbeResult(
+        dict(ICE_LAKE), probe.choose(ICE_LAKE, errors=SATURATING), errors=SATURATING))
+    with pytest.warns(RuntimeWarning, match=r"--dtype int8: this CPU's int8 kernel measured 14 % error"):
+        dtype, _ = choose_precision("int8", CPU)
+    assert dtype == torch.int8
+    assert choose_precision("auto", CPU)[0] == torch.float32
