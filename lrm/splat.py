@@ -68,7 +68,8 @@ def splats_from_field(
     """density_fn, color_fn: xyz [N, 3] world -> [N] activated density / [N, 3] rgb; the field
     spans [-radius, radius]³; level: the iso-density of the surface -> splats (module docstring)."""
     if resolution < 2 or not level > 0:
-        raise LRMError(f"splats need resolution >= 2 and an iso-level > 0, got {resolution} and {level}")
+        raise LRMError(f"splats need a grid of at least 2 and a surface density level (--mesh-threshold) > 0, "
+                       f"got {resolution} and {level:g}")
     n, step = resolution, 2.0 * radius / resolution
     centres = (torch.arange(n, dtype=torch.float32) + 0.5) * step - radius
     grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(-1, 3)
@@ -132,7 +133,8 @@ def write_splat_ply(splats: Splats, path: str | Path, frame: np.ndarray | None =
 
     n = len(splats.xyz)
     if n == 0:
-        raise LRMError(f"refusing to write an empty splat file to {str(path)!r} (no voxel above the opacity cut)")
+        raise LRMError(f"refusing to write an empty splat file to {str(path)!r} (no voxel of the field reaches "
+                       f"the surface's density level; a lower --mesh-threshold may find one)")
     rot = np.eye(3, dtype=np.float64) if frame is None else np.asarray(frame, np.float64)
     normal = np.asarray(splats.normal, np.float64) @ rot.T
     data = np.zeros((n, len(PROPERTIES)), np.float32)

@@ -50,7 +50,7 @@ def test_a_ball_becomes_its_shell_of_splats():
     # the control: a field without the ball gives nothing to write
     empty = splats_from_field(lambda x: torch.zeros(len(x)), ball_color, 1.0, 3.0, resolution=16)
     assert len(empty.xyz) == 0
-    with pytest.raises(LRMError, match="iso-level > 0"):
+    with pytest.raises(LRMError, match="--mesh-threshold\) > 0"):
         splats_from_field(ball_density, ball_color, 1.0, 0.0)
 
 
