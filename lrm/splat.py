@@ -24,8 +24,14 @@ The file holds, per splat, the float32 properties of the INRIA format, spherical
 `f_dc = (rgb - 0.5) / C0` (C0 = 0.28209479, the degree-0 SH constant), `opacity` is stored as a
 logit, `scale_*` as logarithms, and `rot` is the unit quaternion (w, x, y, z) turning the splat's
 local z axis onto its normal. Viewers that read it: SuperSplat / PlayCanvas, gsplat.js (checked in
-a real browser by tests/test_splat_viewer.py), Open3D. Positions, normals and rotations are
-written in the same viewer frame as the meshes (glTF: Y up, the input camera on +Z).
+a real browser by tests/test_splat_viewer.py), Open3D.
+
+Frame: 3DGS files live in the OpenCV-style frame of the cameras they were trained from (x right,
+y down, z forward), and viewers made for them show such a scene upright; gsplat.js's default
+camera looks along +z with +y pointing down the screen. So positions, normals and rotations are
+written in the meshes' viewer frame (glTF: Y up, the input camera on +Z) turned 180° about X
+(`GLTF_TO_3DGS`): x is the photo's right, y its down, and the input camera sits on -Z looking
+along +Z. gsplat.js then opens the file showing the object upright, as the photo shows it.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import torch.nn.functional as F
 from lrm.errors import LRMError
 
 SH_C0 = 0.28209479177387814
+GLTF_TO_3DGS = np.diag([1.0, -1.0, -1.0])  # glTF viewer frame (Y up, viewer on +Z) -> 3DGS (Y down, viewer on -Z)
 REST = 45  # f_rest_0..44: degree-3 spherical harmonics beyond degree 0, 15 per colour channel
 PROPERTIES = ("x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", *[f"f_rest_{i}" for i in range(REST)],
               "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
@@ -128,14 +135,16 @@ def z_to(normal: np.ndarray) -> np.ndarray:
 
 
 def write_splat_ply(splats: Splats, path: str | Path, frame: np.ndarray | None = None) -> Path:
-    """Write the INRIA 3DGS binary `.ply`; frame: [3, 3] world -> output rotation."""
+    """Write the INRIA 3DGS binary `.ply`; frame: [3, 3] world -> the meshes' glTF viewer frame
+    (Reconstruction.frame; None: the world is that frame). The file is in the 3DGS convention:
+    that frame turned by GLTF_TO_3DGS (module docstring)."""
     from lrm.fileio import write_atomic
 
     n = len(splats.xyz)
     if n == 0:
         raise LRMError(f"refusing to write an empty splat file to {str(path)!r} (no voxel of the field reaches "
                        f"the surface's density level; a lower --mesh-threshold may find one)")
-    rot = np.eye(3, dtype=np.float64) if frame is None else np.asarray(frame, np.float64)
+    rot = GLTF_TO_3DGS @ (np.eye(3) if frame is None else np.asarray(frame, np.float64))
     normal = np.asarray(splats.normal, np.float64) @ rot.T
     data = np.zeros((n, len(PROPERTIES)), np.float32)
     data[:, 0:3] = np.asarray(splats.xyz, np.float64) @ rot.T

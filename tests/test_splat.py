@@ -123,9 +123,10 @@ def test_ply_holds_the_inria_fields(tmp_path):
     assert names[9 + REST:] == ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
     assert all((back[f"f_rest_{i}"] == 0).all() for i in range(45))
     xyz = np.stack([back["x"], back["y"], back["z"]], 1)
-    np.testing.assert_allclose(xyz, s.xyz @ frame.T, atol=1e-6)
+    to_file = np.diag([1.0, -1, -1]) @ frame  # then the 3DGS convention: Y down, the viewer on -Z
+    np.testing.assert_allclose(xyz, s.xyz @ to_file.T, atol=1e-6)
     normals = np.stack([back["nx"], back["ny"], back["nz"]], 1)
-    np.testing.assert_allclose(normals, s.normal @ frame.T, atol=1e-6)
+    np.testing.assert_allclose(normals, s.normal @ to_file.T, atol=1e-6)
     np.testing.assert_allclose(back["f_dc_0"] * SH_C0 + 0.5, s.rgb[:, 0], atol=1e-6)  # degree-0 SH colour
     np.testing.assert_allclose(1 / (1 + np.exp(-back["opacity"])), s.opacity, rtol=1e-5)  # stored as a logit
     np.testing.assert_allclose(np.exp(np.stack([back[f"scale_{i}"] for i in range(3)], 1)), s.scale, rtol=1e-6)
@@ -160,7 +161,7 @@ def test_reconstruct_writes_splats(tmp_path, capsys):
         back = read_splat_ply(out / "fire_extinguisher" / "splat.ply")
         xyz = np.stack([back["x"], back["y"], back["z"]], 1)
         assert 100 < len(xyz) <= 48**3 and np.abs(xyz).max() < 1.0
-        front = back["nz"] > 0.8  # facing the viewer: the input camera is on +Z in the output frame
+        front = back["nz"] < -0.8  # facing the input camera, which is on -Z in the file's (3DGS) frame
         rgb = 0.5 + SH_C0 * np.stack([back[f"f_dc_{c}"] for c in range(3)], 1)[front]
         reds[colors] = float((rgb[:, 0] - rgb[:, 1:].mean(1)).mean())
         assert "splat" in capsys.readouterr().err
