@@ -174,8 +174,7 @@ def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: Ev
     target = load_target(predictor, dataset, object_id, view, cfg)
     timings: dict[str, float] = {}
     with timed(timings, "predict_total"):
-        gt_model = transformed(target.gt, target.to_model) if target.gt is not None else None
-        pred = predictor.predict(target.input_rgba, target.distance, gt_model)
+        pred = predict(predictor, target)
     timings.update(pred.timings)
     metrics, pred_mesh, pred_views = score(pred, target, cfg, timings, lpips)
     entry = {"id": object_id, "view": view, **metrics}
@@ -190,6 +189,13 @@ def evaluate_object(predictor, dataset: Path, object_id: str, view: int, cfg: Ev
         )
     entry["timings"] = timings
     return entry, pred, target
+
+
+def predict(predictor, target: Target) -> Prediction:
+    """The predictor's answer to a target's input view (the ground truth goes along in the
+    predictor's frame, for predictors that use it, such as baselines fitted to it)."""
+    gt_model = transformed(target.gt, target.to_model) if target.gt is not None else None
+    return predictor.predict(target.input_rgba, target.distance, gt_model)
 
 
 def shuffled_scores(entries: list[dict], done: dict[tuple[str, int], tuple[Prediction, Target]],
@@ -234,8 +240,7 @@ def evaluate(predictor, dataset: str | Path, out_dir: str | Path, cfg: EvalConfi
         if (object_id, view) in finished:
             if cfg.shuffle and next(e for e in entries if (e["id"], e["view"]) == (object_id, view))["status"] != "failed":
                 target = load_target(predictor, dataset, object_id, view, cfg)
-                gt_model = transformed(target.gt, target.to_model) if target.gt is not None else None
-                done[(object_id, view)] = (predictor.predict(target.input_rgba, target.distance, gt_model), target)
+                done[(object_id, view)] = (predict(predictor, target), target)
             continue
         try:
             entry, pred, target = evaluate_object(predictor, dataset, object_id, view, cfg, out_dir, lpips)
