@@ -85,7 +85,7 @@ class DemoSession:
         yield Step("reconstructing", 0.0)
         result = self.rec.reconstruct(image, remove_bg=remove_bg, mesh_resolution=mesh_resolution,
                                       texture=texture, photo_colors=True)
-        yield from self._output_steps(result, out, video_frames)
+        yield from self._output_steps(result, out, video_frames, photo_colors=True)
 
     @property
     def takes_views(self) -> bool:
@@ -143,7 +143,7 @@ class DemoSession:
         yield Step(f"reconstructing from {len(views.images)} views", 0.0)
         result = self.rec.reconstruct_views(views.images, views.cameras16, mesh_resolution=mesh_resolution,
                                             texture=texture)
-        for step in self._output_steps(result, out, video_frames):
+        for step in self._output_steps(result, out, video_frames, photo_colors=False):
             if isinstance(step, DemoResult):
                 step.message = f"{len(views.images)} views | {step.message}"
             yield step
@@ -154,9 +154,12 @@ class DemoSession:
         out.mkdir(parents=True, exist_ok=True)
         return out
 
-    def _output_steps(self, result, out: Path, video_frames: int) -> Iterator[Step | DemoResult]:
+    def _output_steps(self, result, out: Path, video_frames: int,
+                      photo_colors: bool) -> Iterator[Step | DemoResult]:
         """GLB, zipped OBJ, PLY, splats and turntable of one reconstruction, into `out`; a Step
-        before each stage and every FRAMES_PER_STEP turntable frames, then the DemoResult."""
+        before each stage and every FRAMES_PER_STEP turntable frames, then the DemoResult.
+        photo_colors: the splats take the photo's colours, as the mesh did (one view: its image
+        was taken by the canonical input camera)."""
         from lrm.mesh.export import export_mesh_files
         from lrm.splat import write_splat_ply
         from lrm.video import write_video
@@ -170,7 +173,8 @@ class DemoSession:
         yield Step("Gaussian splats", 0.5)
         t = time.perf_counter()
         try:
-            splats = self.rec.splats(result.planes, 96, photo=result.image, mesh=result.mesh)
+            splats = self.rec.splats(result.planes, 96, photo=result.image if photo_colors else None,
+                                     mesh=result.mesh)
             splat = write_splat_ply(splats, out / "splat.ply", result.frame)
             timings["splat"] = time.perf_counter() - t
         except LRMError:  # nothing opaque enough to splat: the mesh and video still come

@@ -269,3 +269,20 @@ def test_bundled_model_gives_splats_to_download(tmp_path):
     result = session.predict(np.asarray(Image.open(example)), remove_bg=False, mesh_resolution=48, video_frames=0)
     assert result.splat is not None and len(read_splat_ply(result.splat)["x"]) > 100
     assert "splat" in result.message
+
+
+def test_splats_take_photo_colours_from_one_view_only(views_session, session, tmp_path, monkeypatch):
+    """Photo colours assume the canonical input camera: the one-photo tab gives the splats the
+    photo (as its mesh), the several-views tab does not (view 0 is not seen from there)."""
+    from PIL import Image
+
+    sheet = np.zeros((960, 640, 4), np.uint8)
+    sheet[100:220, 100:220] = [200, 80, 40, 255]
+    Image.fromarray(sheet).save(tmp_path / "sheet.png")
+    for demo, run in ((session, lambda: session.predict(np.full((64, 64, 3), 128, np.uint8), remove_bg=False, video_frames=0)),
+                      (views_session, lambda: views_session.predict_views([tmp_path / "sheet.png"], video_frames=0))):
+        photos = []
+        real = demo.rec.splats
+        monkeypatch.setattr(demo.rec, "splats", lambda *a, photo=None, **k: photos.append(photo) or real(*a, photo=photo, **k))
+        run()
+        assert len(photos) == 1 and (photos[0] is None) == (demo is views_session)
