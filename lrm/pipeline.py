@@ -209,11 +209,9 @@ class Reconstructor:
         if photo is not None and len(splats.xyz):
             from lrm.mesh.photo_colors import photo_point_colors
 
-            inf = self.inference
             surface = mesh if mesh is not None else self.extract_mesh(planes, resolution, level, target_faces=0)
-            c2w = cameras.canonical_c2w(inf.source_distance if source_distance is None else source_distance)
-            splats.rgb = photo_point_colors(splats.xyz, splats.normal, splats.rgb, surface, photo, c2w.numpy(),
-                                            cameras.intrinsics(inf.source_focal)[0].numpy())
+            splats.rgb = photo_point_colors(splats.xyz, splats.normal, splats.rgb, surface, photo,
+                                            *self._input_camera(source_distance))
         return splats
 
     def orbit(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -333,9 +331,14 @@ class Reconstructor:
         canonical one at `source_distance`) sees it squarely (lrm.mesh.photo_colors)."""
         from lrm.mesh.photo_colors import photo_colors
 
+        return photo_colors(mesh, image, *self._input_camera(source_distance))
+
+    def _input_camera(self, source_distance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The camera a single input image is taken to be seen from: the canonical one at
+        `source_distance` (default: the model's). -> c2w [4, 4], normalised intrinsics [4]"""
         inf = self.inference
         c2w = cameras.canonical_c2w(inf.source_distance if source_distance is None else source_distance)
-        return photo_colors(mesh, image, c2w.numpy(), cameras.intrinsics(inf.source_focal)[0].numpy())
+        return c2w.numpy(), cameras.intrinsics(inf.source_focal)[0].numpy()
 
     def _with_mesh(self, planes: torch.Tensor, image: np.ndarray, azimuth: float, timings: dict[str, float],
                    mesh: bool, resolution: int | None, threshold: float | None, texture: bool,

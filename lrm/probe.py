@@ -107,12 +107,12 @@ def guess_from_flags() -> str:
     return "fp32"
 
 
-def _kernels(m: int, k: int, n: int) -> dict[str, Callable[[], object] | None]:
-    """Per candidate, a zero-argument callable running one [m, k] x [k, n] product as the fast
-    path would (None: unavailable in this build)."""
+def _kernels(x: torch.Tensor, w: torch.Tensor) -> dict[str, Callable[[], object] | None]:
+    """Per candidate, a zero-argument callable running the product x [m, k] · w [n, k]ᵀ as the
+    fast path would (None: unavailable in this build)."""
     from lrm.model.quant import Int8Linear, int8_available
 
-    x, w = probe_operands(m, k, n)
+    n, k = w.shape
     xb, wb = x.bfloat16(), w.bfloat16()
     out: dict[str, Callable[[], object] | None] = {
         "fp32": lambda: torch.nn.functional.linear(x, w),
@@ -142,7 +142,7 @@ def accuracy(shape: tuple[int, int, int]) -> dict[str, float]:
     x, w = probe_operands(m, k, n)
     ref = torch.nn.functional.linear(x.double(), w.double())
     out = {}
-    for name, fn in _kernels(m, k, n).items():
+    for name, fn in _kernels(x, w).items():
         if fn is not None:
             got = torch.as_tensor(fn()).double()
             out[name] = float((got - ref).norm() / ref.norm())
@@ -166,11 +166,11 @@ def _rate(fn: Callable[[], object], flops: float, budget: float) -> float:
 def measure(shape: tuple[int, int, int], budget: float = BUDGET_S) -> dict[str, float]:
     """GFLOP/s of each candidate on this machine (CPU), at `shape` = (M, K, N)."""
     sm, sk, sn = SCREEN_SHAPE
-    screen_kernels = _kernels(sm, sk, sn)
+    screen_kernels = _kernels(*probe_operands(sm, sk, sn))
     screen = {name: 0.0 if fn is None else _rate(fn, 2.0 * sm * sk * sn, 0.005)
               for name, fn in screen_kernels.items()}
     m, k, n = min(shape[0], MAX_ROWS), shape[1], shape[2]
-    kernels = _kernels(m, k, n)
+    kernels = _kernels(*probe_operands(m, k, n))
     rates = {}
     for name, fn in kernels.items():
         if fn is None or screen[name] <= 0 or (name != "fp32" and screen[name] < SCREEN_DROP * screen["fp32"]):

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from lrm.errors import LRMError
+from lrm.mesh.grid import query
 
 SH_C0 = 0.28209479177387814
 GLTF_TO_3DGS = np.diag([1.0, -1.0, -1.0])  # glTF viewer frame (Y up, viewer on +Z) -> 3DGS (Y down, viewer on -Z)
@@ -80,8 +81,7 @@ def splats_from_field(
     n, step = resolution, 2.0 * radius / resolution
     centres = (torch.arange(n, dtype=torch.float32) + 0.5) * step - radius
     grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(-1, 3)
-    sigma = torch.cat([density_fn(grid[i:i + chunk]).float().cpu() for i in range(0, len(grid), chunk)])
-    sigma = sigma.clamp(min=0).reshape(n, n, n)  # [x, y, z]
+    sigma = torch.from_numpy(query(density_fn, grid, chunk)).clamp(min=0).reshape(n, n, n)  # [x, y, z]
     inside = sigma >= level
     padded = F.pad(inside[None, None].float(), (1, 1, 1, 1, 1, 1))[0, 0] > 0  # beyond the box: outside
     interior = inside.clone()
@@ -92,8 +92,9 @@ def splats_from_field(
     if not keep.any():
         z3 = np.zeros((0, 3), np.float32)
         return Splats(z3, z3, np.zeros(0, np.float32), z3, z3)
-    grad = _gradient(sigma, step)[keep]  # [K, 3] -> outward normals; flat spots fall back on the mask
-    fallback = _gradient(inside.float(), step)[keep]
+    index = keep.nonzero()  # [K, 3] the shell's voxels
+    grad = _gradient(sigma, index, step)  # [K, 3] -> outward normals; flat spots fall back on the mask
+    fallback = _gradient(inside.float(), index, step)
     flat = grad.norm(dim=-1) <= 1e-6 * grad.norm(dim=-1).max().clamp(min=1e-12)
     direction = torch.where(flat[:, None], fallback, grad)
     direction = torch.where(direction.norm(dim=-1, keepdim=True) > 0, direction, torch.tensor([0.0, 0.0, 1.0]))
@@ -101,7 +102,7 @@ def splats_from_field(
     xyz = grid[keep.reshape(-1)]
     sigma_in = _trilinear(sigma, xyz - normal * step, radius)
     opacity = (1.0 - torch.exp2(-sigma_in.clamp(min=level) / level)).clamp(1e-6, 1 - 1e-6)
-    rgb = torch.cat([color_fn(xyz[i:i + chunk]).float().cpu() for i in range(0, len(xyz), chunk)])
+    rgb = torch.from_numpy(query(color_fn, xyz, chunk))
     scale = torch.tensor([scale_factor * step, scale_factor * step, thickness * step]).expand(len(xyz), 3)
     return Splats(xyz.numpy(), rgb.clamp(0, 1).numpy(), opacity.numpy(), scale.numpy().copy(), normal.numpy())
 
@@ -118,11 +119,18 @@ def _shifted(padded: torch.Tensor, axis: int, shift: int, n: int) -> torch.Tenso
     return padded.narrow(axis, shift, n).narrow((axis + 1) % 3, 1, n).narrow((axis + 2) % 3, 1, n)
 
 
-def _gradient(field: torch.Tensor, step: float) -> torch.Tensor:
-    """Central-difference gradient [n, n, n, 3] of a grid [n, n, n] (zero beyond the box)."""
+def _gradient(field: torch.Tensor, index: torch.Tensor, step: float) -> torch.Tensor:
+    """Central-difference gradient [K, 3] of a grid [n, n, n] at voxels index [K, 3] (zero
+    beyond the box)."""
     p = F.pad(field[None, None], (1, 1, 1, 1, 1, 1))[0, 0]
-    n = field.shape[0]
-    return torch.stack([(_shifted(p, a, 2, n) - _shifted(p, a, 0, n)) / (2 * step) for a in range(3)], -1)
+    at = index + 1  # in the padded grid
+    out = []
+    for axis in range(3):
+        hi, lo = at.clone(), at.clone()
+        hi[:, axis] += 1
+        lo[:, axis] -= 1
+        out.append((p[tuple(hi.T)] - p[tuple(lo.T)]) / (2 * step))
+    return torch.stack(out, -1)
 
 
 def z_to(normal: np.ndarray) -> np.ndarray:

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import trimesh
 
 from lrm.configs import load_json, save_json
 from lrm.data.format import list_objects, object_dir, read_object
 from lrm.data.samples import read_samples
 from lrm.errors import EmptySurfaceError, LRMError
-from lrm.evaluate.align import align_points, transformed
+from lrm.evaluate.align import align_points, normalize_unit_bbox, transformed
 from lrm.evaluate.geometry import as_trimesh, chamfer, fscores, nn_distances, sample_surface
 from lrm.evaluate.predictors import to_model_frame
 from lrm.evaluate.sheet import pick_views
@@ -46,7 +47,7 @@ def level_scores(rec: Reconstructor, dataset: Path, object_id: str, levels: list
     alpha_gt = [torch.nn.functional.interpolate(torch.from_numpy(a[..., 3].astype(np.float32) / 255)[None, None],
                                                 size=(size, size), mode="area")[0, 0].numpy() > 0.5
                 for a in obj.ring_rgba[ring]]
-    gt = _unit_bbox(read_samples(object_dir(dataset, object_id)).surface_xyz.astype(np.float64))
+    gt = _unit_bbox(read_samples(object_dir(dataset, object_id)).surface_xyz)
     distance = float(np.linalg.norm(obj.c2w[0][:3, 3]))
     planes = rec.reconstruct(obj.rgba[0], remove_bg=False, recenter=False, mesh=False,
                              source_distance=distance).planes
@@ -72,9 +73,8 @@ def level_scores(rec: Reconstructor, dataset: Path, object_id: str, levels: list
 
 
 def _unit_bbox(points: np.ndarray) -> np.ndarray:
-    """Points [N, 3] scaled to a longest bounding-box side of 1 and centred (as normalize_unit_bbox)."""
-    lo, hi = points.min(0), points.max(0)
-    return (points - (lo + hi) / 2) / max(float((hi - lo).max()), 1e-12)
+    """Points [N, 3] normalised as the evaluator normalises meshes (normalize_unit_bbox). -> float64"""
+    return np.asarray(normalize_unit_bbox(trimesh.PointCloud(np.asarray(points, np.float64)))[0].vertices)
 
 
 def _floats(text: str) -> list[float]:

@@ -234,11 +234,11 @@ def evaluate(predictor, dataset: str | Path, out_dir: str | Path, cfg: EvalConfi
     }
     pairs = [(object_id, view) for object_id in ids for view in cfg.views]
     entries = resumable_entries(out_dir, header, pairs) if resume else []
-    finished = {(e["id"], e["view"]) for e in entries}
+    finished = {(e["id"], e["view"]): e["status"] for e in entries}
     done: dict[tuple[str, int], tuple[Prediction, Target]] = {}  # kept for --shuffle
     for object_id, view in pairs:
         if (object_id, view) in finished:
-            if cfg.shuffle and next(e for e in entries if (e["id"], e["view"]) == (object_id, view))["status"] != "failed":
+            if cfg.shuffle and finished[(object_id, view)] != "failed":
                 target = load_target(predictor, dataset, object_id, view, cfg)
                 done[(object_id, view)] = (predict(predictor, target), target)
             continue

@@ -22,7 +22,6 @@ from lrm.errors import LRMError
 from lrm.train.config import TRACKERS
 
 PROJECT = "tensorboard"  # accelerate's project name: the trackers' sub-folder of RUN_DIR
-_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
 def available_trackers(names: list[str] | tuple[str, ...]) -> list[str]:
@@ -33,13 +32,13 @@ def available_trackers(names: list[str] | tuple[str, ...]) -> list[str]:
         raise LRMError(f"unknown tracker(s) {', '.join(unknown)}; choose from {', '.join(TRACKERS)}")
     out = []
     for name in names:
-        if importlib.util.find_spec(_PACKAGES[name]) is not None:
+        if importlib.util.find_spec(name) is not None:  # each tracker's package bears its name
             out.append(name)
         elif name == "tensorboard":
             warnings.warn("TensorBoard is not installed (pip install 'lrm[train]'); scalars go to "
                           "metrics.jsonl only", stacklevel=2)
         else:
-            raise LRMError(f"--log-with {name} needs its package: pip install {_PACKAGES[name]}")
+            raise LRMError(f"--log-with {name} needs its package: pip install {name}")
     return out
 
 
