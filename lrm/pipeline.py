@@ -108,7 +108,7 @@ class Reconstructor:
             from lrm.preprocess_upstream import prepare_upstream
 
             return prepare_upstream(image, self.preprocess_style, inf.source_size, inf.foreground_ratio,
-                                    remove_bg=remove_bg, rembg_model=self.rembg_model)
+                                    remove_bg=remove_bg, rembg_model=self.rembg_model, recenter=recenter)
         rgb, _ = prepare(image, inf.source_size, inf.condition_background, inf.foreground_ratio,
                          remove_bg=remove_bg, do_recenter=recenter, rembg_model=self.rembg_model)
         return rgb

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lrm.errors import LRMError
-from lrm.preprocess_upstream import STYLES, prepare_upstream, triposr_foreground
+from lrm.preprocess_upstream import STYLES, openlrm_app_image, prepare_upstream, triposr_foreground
 
 
 def _photo() -> np.ndarray:
@@ -75,4 +75,83 @@ def test_pipeline_and_cli_use_the_style(tiny_model):
                if a.dest == "preprocess")
     assert tuple(sub.choices) == STYLES
     with pytest.raises(LRMError, match="unknown preprocessing"):
-        prepare_upstream(_photo(), "openlrm-app", 64)
+        prepare_upstream(_photo(), "openlrm-gradio", 64)
+
+
+def _app_photo() -> np.ndarray:
+    """2048 x 1024 RGBA uint8, transparent, with an opaque box on rows 400..2037 and columns
+    200..609 (inclusive): red on rows 400..1199, blue below. Every edge sits on an even pixel, so
+    both of the app's 2x INTER_AREA reductions average uniform 2 x 2 blocks: exact by hand."""
+    img = np.zeros((2048, 1024, 4), np.uint8)
+    img[400:1200, 200:610] = [255, 0, 0, 255]
+    img[1200:2038, 200:610] = [0, 0, 255, 255]
+    return img
+
+
+def test_openlrm_app_canvas_worked_by_hand():
+    pytest.importorskip("cv2")
+    out = openlrm_app_image(_app_photo(), remove_bg=False)
+    # load: longest side 2048 -> 1024, so 1024 x 512; the box becomes rows 200..1018, cols 100..304
+    # recentre: end-exclusive box 818 x 204; fit 409 / 818 = 0.5 -> 409 x int(204 * 0.5) = 102,
+    # pasted at ((512 - 409) // 2, (512 - 102) // 2) = (51, 205); the crop's 400 red rows -> 200
+    assert out.shape == (512, 512, 4) and out.dtype == np.uint8
+    alpha = out[..., 3] > 0
+    assert alpha.sum() == 409 * 102 and alpha[51:460, 205:307].all()
+    assert (out[51:251, 205:307] == [255, 0, 0, 255]).all() and (out[251:460, 205:307] == [0, 0, 255, 255]).all()
+    assert (out[~alpha] == 0).all()  # transparent black canvas
+    rgb = prepare_upstream(_app_photo(), "openlrm-app", size=512, remove_bg=False)  # then the CLI path:
+    np.testing.assert_allclose(rgb[100, 250], [1, 0, 0], atol=1e-6)  # white composite, identity resize
+    np.testing.assert_allclose(rgb[10, 10], [1, 1, 1], atol=1e-6)
+    small = prepare_upstream(_app_photo(), "openlrm-app", size=336, remove_bg=False)
+    white = out[..., :3].astype(np.float32) / 255 * (out[..., 3:] / 255) + (1 - out[..., 3:] / 255)
+    want = F.interpolate(torch.from_numpy(white.astype(np.float32)).permute(2, 0, 1)[None], size=(336, 336),
+                         mode="bicubic", align_corners=True).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(small, want, atol=1e-6)
+    plain = openlrm_app_image(_app_photo(), remove_bg=False, recenter=False)  # unticked: a plain 512² resize
+    assert plain.shape == (512, 512, 4) and (plain[150, 100:150] == [255, 0, 0, 255]).all()
+
+
+def test_openlrm_app_recentres_small_images_and_refuses_empty_ones():
+    pytest.importorskip("cv2")
+    img = np.zeros((64, 32, 4), np.uint8)
+    img[8:56, 8:24] = [0, 255, 0, 255]  # 48 x 16 box; load enlarges 16x: 1024 x 512
+    out = openlrm_app_image(img, remove_bg=False)
+    rows, cols = np.nonzero(out[..., 3] > 0)
+    # enlarged box rows 128..895 (end-exclusive 767 tall, nearest-edge blur aside), fit 409 / box
+    assert 405 <= rows.max() - rows.min() + 1 <= 410 and (512 - (rows.max() + 1 + rows.min())) in (-1, 0, 1)
+    assert 120 <= cols.max() - cols.min() + 1 <= 140
+    with pytest.raises(LRMError, match="no foreground"):
+        openlrm_app_image(np.zeros((20, 20, 4), np.uint8), remove_bg=False)
+    line = np.zeros((2048, 2048, 4), np.uint8)  # one row at half size: an end-exclusive box of height 0
+    line[6, 100:900] = 255
+    with pytest.raises(LRMError, match="one pixel"):
+        openlrm_app_image(line, remove_bg=False)
+
+
+def test_openlrm_app_hands_rembg_the_bgra_array(monkeypatch):
+    """The app passes OpenCV's BGRA array to rembg: a fake rembg that cuts out where its channel 0
+    is bright finds a blue object (channel 0 = blue in BGRA), and the colours come back as RGBA."""
+    pytest.importorskip("cv2")
+    import sys
+    import types
+
+    from lrm import preprocess
+
+    seen = []
+
+    def remove(arr, session):
+        seen.append(arr.copy())
+        out = arr.copy()
+        keep = arr[..., 0] > 128
+        out[..., 3] = np.where(keep, 255, 0)
+        out[~keep] = 0
+        return out
+
+    monkeypatch.setitem(sys.modules, "rembg", types.SimpleNamespace(new_session=lambda model: model, remove=remove))
+    monkeypatch.setattr(preprocess, "_rembg_sessions", {})
+    img = np.zeros((512, 512, 3), np.uint8)  # an RGB photo: a blue square on black
+    img[100:300, 200:400] = [0, 0, 255]
+    out = openlrm_app_image(np.dstack([img, np.full((512, 512), 255, np.uint8)]))
+    assert len(seen) == 1 and seen[0].shape == (1024, 1024, 4) and seen[0][400, 600, 0] == 255
+    alpha = out[..., 3] > 0
+    assert alpha.any() and (out[alpha][:, :3] == [0, 0, 255]).all()

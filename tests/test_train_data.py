@@ -100,3 +100,41 @@ def test_views_are_distinct_and_fixed_source_view_is_honoured(tmp_path):
         assert torch.allclose(s["target"][0], want, atol=1e-6)  # supervised source = view 2
         cams = s["c2w"][:, :3, 3]
         assert len({tuple(np.round(c.tolist(), 4)) for c in cams}) == 4  # 4 distinct views
+
+
+def test_surface_jitter_moves_points_along_their_normals_and_keeps_colours():
+    """data.surface_jitter: each surface point moves by a N(0, jitter) distance along its own
+    normal (after the frame change), colours unchanged; 0 leaves the points where they are."""
+    from lrm.data.samples import PointSamples
+    from lrm.train.data import point_targets
+
+    n = 4000
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-0.5, 0.5, (n, 3)).astype(np.float32)
+    normal = rng.normal(size=(n, 3)).astype(np.float32)
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    rgb = rng.uniform(0, 1, (n, 3)).astype(np.float32)
+    points = PointSamples(xyz, rgb, normal, np.zeros((8, 3), np.float32), np.zeros(8, np.float32))
+    angle = 0.7  # a rotation about z plus a shift: offsets must follow the rotated normals
+    frame = torch.eye(4)
+    frame[:2, :2] = torch.tensor([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    frame[:3, 3] = torch.tensor([0.1, -0.2, 0.3])
+
+    def targets(jitter: float) -> dict:
+        cfg = DataConfig(occupancy_points=8, surface_points=n, surface_jitter=jitter)
+        return point_targets(points, np.random.default_rng(5), cfg, frame)
+
+    still, moved = targets(0.0), targets(0.05)
+    assert torch.equal(still["surface_rgb"], moved["surface_rgb"])
+    order = still["surface_rgb"].numpy()  # the same subset in the same order (same seed)
+    assert np.allclose(order, moved["surface_rgb"].numpy())
+    delta = (moved["surface_xyz"] - still["surface_xyz"]).numpy()
+    rot = frame[:3, :3].numpy()
+    picked = [int(np.flatnonzero((rgb == c).all(1))[0]) for c in order[:200]]
+    world_normal = normal[picked] @ rot.T
+    along = (delta[:200] * world_normal).sum(1)
+    assert np.allclose(delta[:200], along[:, None] * world_normal, atol=1e-5)  # purely along the normal
+    assert abs(np.std((delta * delta).sum(1) ** 0.5) - 0.05 * np.sqrt(1 - 2 / np.pi)) < 0.005
+    assert abs(np.mean(np.abs((delta * delta).sum(1) ** 0.5)) - 0.05 * np.sqrt(2 / np.pi)) < 0.003
+    with pytest.raises(Exception, match="surface_jitter"):
+        DataConfig(surface_jitter=-0.1)

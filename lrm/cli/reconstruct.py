@@ -42,9 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-piece", type=float, default=None, metavar="F",
                    help="drop mesh pieces (floaters) whose area is below F times the largest piece's, e.g. 0.02 "
                         "(default: the model's, 0 = keep all)")
-    p.add_argument("--preprocess", default="lrm", choices=["lrm", "triposr", "openlrm-cli"],
-                   help="input preprocessing: lrm's own, or exactly what TripoSR's run.py or OpenLRM's CLI "
-                        "feed their encoder, for comparing with their outputs (default: lrm)")
+    p.add_argument("--preprocess", default="lrm", choices=["lrm", "triposr", "openlrm-cli", "openlrm-app"],
+                   help="input preprocessing: lrm's own, or exactly what TripoSR's run.py, OpenLRM's CLI or "
+                        "OpenLRM's Gradio app (needs lrm[upstream]) feed their encoder, for comparing with "
+                        "their outputs (default: lrm)")
     p.add_argument("--target-faces", type=int, default=None, metavar="N",
                    help="decimate meshes above N faces to about N (quadric error; colours re-read from the "
                         "field); 0 keeps every marching-cubes face (default: 100000)")

@@ -49,6 +49,8 @@ class DataConfig:
     workers: int = 0  # DataLoader worker processes per rank (0 = load in the main process)
     occupancy_points: int = 0  # inside/outside points per sample from samples.npz (0 = no 3D supervision)
     surface_points: int = 0  # coloured surface points per sample from samples.npz (0 = none)
+    surface_jitter: float = 0.0  # std of a normal offset of each surface point along its normal:
+    # the colour target then holds in a shell around the surface, where volume renders gather it
 
     def __post_init__(self) -> None:
         grey = (self.source_background, *self.backgrounds)
@@ -62,6 +64,8 @@ class DataConfig:
             (all(math.isfinite(g) and 0 <= g <= 1 for g in grey), f"data grey levels must be in [0, 1], got {grey}"),
             (self.workers >= 0, f"data.workers must be >= 0, got {self.workers}"),
             (self.occupancy_points >= 0 and self.surface_points >= 0, "data point counts must be >= 0"),
+            (math.isfinite(self.surface_jitter) and 0 <= self.surface_jitter < 1,
+             f"data.surface_jitter must be in [0, 1), got {self.surface_jitter}"),
         ])
 
 

@@ -103,11 +103,15 @@ def point_targets(points: PointSamples, rng: np.random.Generator, cfg: DataConfi
                      replace=len(points.occupancy) < cfg.occupancy_points)
     surf = rng.choice(len(points.surface_xyz), size=cfg.surface_points,
                       replace=len(points.surface_xyz) < cfg.surface_points)
+    surface_xyz = points.surface_xyz[surf].astype(np.float32)
+    if cfg.surface_jitter > 0:  # off the surface along the normal, same colour target
+        offset = rng.normal(0.0, cfg.surface_jitter, size=(len(surf), 1)).astype(np.float32)
+        surface_xyz = surface_xyz + offset * points.surface_normal[surf].astype(np.float32)
     rot, shift = frame[:3, :3], frame[:3, 3]
     move = lambda xyz: torch.from_numpy(xyz).float() @ rot.T + shift  # noqa: E731
     return {"occupancy_xyz": move(points.occupancy_xyz[occ]),
             "occupancy": torch.from_numpy(points.occupancy[occ]).float(),
-            "surface_xyz": move(points.surface_xyz[surf]),
+            "surface_xyz": move(surface_xyz),
             "surface_rgb": torch.from_numpy(points.surface_rgb[surf]).float()}
 
 
