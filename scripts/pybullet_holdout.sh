@@ -15,7 +15,9 @@ out=${1:?usage: bash scripts/pybullet_holdout.sh DATASET}
 py=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$py" -m pip download -q --no-deps pybullet==3.2.7 -d "$work" >/dev/null
+# any wheel carries the same pybullet_data: fetch the CPython 3.11 Linux one whatever runs here
+"$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+    pybullet==3.2.7 -d "$work" >/dev/null
 unzip -q "$work"/pybullet-3.2.7-*.whl 'pybullet_data/*' -d "$work"
 src=$work/pybullet_data
 mkdir -p "$work/y/lego" "$work/z/mug" "$work/z/tray"
