@@ -15,9 +15,13 @@ float64 product; one above its contract is never chosen, however fast.
 The probe costs at most ~0.3 s: every candidate first runs a small screening matmul (a kernel
 below a tenth of fp32 there is dropped at once), then the survivors are timed at the model's
 shape within a fixed budget. Results are cached per CPU model, kernel ISA, torch version, thread
-count and shape in `<cache>/lrm/precision-probe.json` (<cache>: $XDG_CACHE_HOME or ~/.cache), but only
-when the machine was not busy (1-minute load average below half the cores): a probe beside other
-work is used for that run and measured again next time. `LRM_PROBE=0` switches probing off; the CPU-flag guess is
+count and shape in `<cache>/lrm/precision-probe.json` (<cache>: $XDG_CACHE_HOME or ~/.cache;
+`LRM_PROBE_CACHE` names another file), but only
+when the machine was quiet: the 1-minute load average below half the cores before, and other
+processes keeping under a quarter of a core busy on average while it ran (from /proc/stat, less
+this process's own CPU time; the load average lags by a minute, and a probe cached beside a
+training run that had just started read int8 at 14 instead of 320 GFLOP/s). A probe beside
+other work is used for that run and measured again next time. `LRM_PROBE=0` switches probing off; the CPU-flag guess is
 then used (`guess_from_flags`).
 """
 
@@ -47,6 +51,7 @@ BUDGET_S = 0.03  # timing budget per candidate at the model's shape
 # held to AVX2
 ACCURACY = {"fp32": 1e-4, "bf16": 0.01, "int8": 0.02}
 MAX_ROWS = 128  # rows of the timed product: the rate per FLOP is flat beyond this, the cost is not
+OTHERS_MAX = 0.25  # cores other processes may keep busy during a probe that is cached
 
 
 @dataclass
@@ -205,6 +210,9 @@ def kernel_isa() -> str:
 
 
 def cache_path() -> Path:
+    """$LRM_PROBE_CACHE, else <cache>/lrm/precision-probe.json (<cache>: $XDG_CACHE_HOME or ~/.cache)"""
+    if os.environ.get("LRM_PROBE_CACHE"):
+        return Path(os.environ["LRM_PROBE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lrm" / "precision-probe.json"
 
@@ -242,16 +250,41 @@ def probe(shape: tuple[int, int, int], measure_fn: Callable[[tuple[int, int, int
     data = _read_cache(path)
     entry = data.get(key)
     if (isinstance(entry, dict) and all(isinstance(entry.get(c), (int, float)) for c in CANDIDATES)
-            and isinstance(entry.get("errors"), dict)):  # entries from before the accuracy check: measured again
+            and isinstance(entry.get("errors"), dict) and entry.get("quiet") is True):
+        # entries from before the accuracy check or the quiet check are measured again
         rates = {c: float(entry[c]) for c in CANDIDATES}
         errors = {k: float(v) for k, v in entry["errors"].items() if isinstance(v, (int, float))}
         return ProbeResult(rates, choose(rates, errors=errors), cached=True, errors=errors)
     busy = _busy()
+    before = _cpu_seconds()
     rates, errors = measure_fn(shape), accuracy_fn(shape)
-    if not busy:  # a measurement on a loaded machine is used, not kept: the next run measures again
-        data[key] = {**rates, "errors": errors}
+    others = _others_cores(before, _cpu_seconds())
+    if not busy and others < OTHERS_MAX:  # a measurement beside other work is used, not kept
+        data[key] = {**rates, "errors": errors, "quiet": True}
         _write_cache(path, data)
     return ProbeResult(rates, choose(rates, errors=errors), errors=errors)
+
+
+def _cpu_seconds() -> tuple[float, float, float] | None:
+    """(busy CPU seconds of the whole machine from /proc/stat, this process's CPU seconds, wall
+    clock), or None where /proc/stat cannot be read (not Linux)"""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    busy = sum(ticks) - ticks[3] - ticks[4]  # user nice system idle iowait irq softirq steal: all but idle, iowait
+    return busy / hz, time.process_time(), time.perf_counter()
+
+
+def _others_cores(before: tuple[float, float, float] | None, after: tuple[float, float, float] | None) -> float:
+    """Cores that other processes kept busy on average between two `_cpu_seconds` readings
+    (0.0 where unknown)"""
+    if before is None or after is None or after[2] <= before[2]:
+        return 0.0
+    tick = (os.cpu_count() or 1) / os.sysconf("SC_CLK_TCK")  # /proc/stat counts whole ticks per CPU
+    others = (after[0] - before[0]) - (after[1] - before[1]) - tick
+    return max(0.0, others / (after[2] - before[2]))
 
 
 def _busy() -> bool:

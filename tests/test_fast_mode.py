@@ -24,11 +24,13 @@ needs_int8 = pytest.mark.skipif(not int8_available(), reason="no CPU int8 matmul
 
 
 @pytest.fixture
-def exact_int_mm(monkeypatch):
+def exact_int_mm(monkeypatch, tmp_path):
     """torch._int_mm replaced by the exact integer product, so the tests of lrm's int8 code do not
     depend on this CPU's kernel (with oneDNN held to AVX2 the kernel's sums were off by up to 27 %;
     the probe keeps such kernels from being chosen: test_the_cpus_int8_kernel_is_sound_or_never_chosen)."""
     monkeypatch.setattr(torch, "_int_mm", lambda a, b: (a.long() @ b.long()).int())
+    # a probe meanwhile times the stand-in: its figures stay with this test
+    monkeypatch.setenv("LRM_PROBE_CACHE", str(tmp_path / "precision-probe.json"))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

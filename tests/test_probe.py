@@ -2,6 +2,7 @@
 and the load-time wiring. Nothing here depends on the CPU it runs on."""
 
 import json
+import os
 import warnings
 
 import pytest
@@ -38,6 +39,7 @@ def test_probe_caches_per_cpu_isa_torch_version_and_threads(tmp_path, monkeypatc
     path = tmp_path / "probe.json"
     calls = []
     monkeypatch.setattr(probe, "_busy", lambda: False)
+    monkeypatch.setattr(probe, "_cpu_seconds", lambda: None)  # nothing else ran meanwhile (see below)
     for cap in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):  # the run's own cap, if any, is the baseline
         monkeypatch.delenv(cap, raising=False)
 
@@ -112,7 +114,7 @@ def test_measure_reports_every_candidate_and_the_reconstructor_uses_it(tmp_path,
 
     from lrm.pipeline import Reconstructor
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("LRM_PROBE_CACHE", str(tmp_path / "probe.json"))
     monkeypatch.setenv("LRM_PROBE", "1")
     t0 = time.perf_counter()
     result = probe.probe((768, 192, 768))
@@ -139,6 +141,7 @@ def test_an_inaccurate_kernel_is_never_chosen_however_fast():
 def test_cache_keeps_errors_and_remeasures_entries_without_them(tmp_path, monkeypatch):
     path = tmp_path / "probe.json"
     monkeypatch.setattr(probe, "_busy", lambda: False)
+    monkeypatch.setattr(probe, "_cpu_seconds", lambda: None)  # nothing else ran meanwhile (see below)
     key = probe.cache_key((768, 192, 768), torch.get_num_threads())
     path.write_text(json.dumps({key: dict(ICE_LAKE)}))  # written before the accuracy check existed
     result = probe.probe((768, 192, 768), lambda shape: dict(ICE_LAKE), path, lambda shape: dict(SATURATING))
@@ -157,3 +160,40 @@ def test_explicit_inaccurate_choice_warns_and_obeys(monkeypatch):
         dtype, _ = choose_precision("int8", CPU)
     assert dtype == torch.int8
     assert choose_precision("auto", CPU)[0] == torch.float32
+
+
+def test_a_probe_beside_other_work_is_used_but_not_cached(tmp_path, monkeypatch):
+    """The load average lags by a minute; CPU time taken by other processes during the probe
+    (/proc/stat less this process's own) decides too. Entries from before that check are
+    measured again."""
+    path = tmp_path / "probe.json"
+    monkeypatch.setattr(probe, "_busy", lambda: False)
+    sound = lambda shape: {"fp32": 2e-7, "bf16": 0.003, "int8": 0.009}  # noqa: E731
+    tick = (os.cpu_count() or 1) / os.sysconf("SC_CLK_TCK")
+
+    def readings(others_s: float):  # one second of wall clock, 0.2 s of it this process's CPU time
+        seq = iter([(100.0, 1.0, 10.0), (100.0 + 0.2 + others_s + tick, 1.2, 11.0)])
+        monkeypatch.setattr(probe, "_cpu_seconds", lambda: next(seq))
+
+    readings(0.9)  # another process kept 0.9 of a core busy: used, not kept
+    result = probe.probe((768, 192, 768), lambda shape: dict(ICE_LAKE), path, sound)
+    assert result.choice == "int8" and not path.exists()
+    assert probe._others_cores((100.0, 1.0, 10.0), (100.0 + 0.2 + 0.9 + tick, 1.2, 11.0)) == pytest.approx(0.9)
+    readings(0.05)  # background noise only: kept, marked quiet
+    probe.probe((768, 192, 768), lambda shape: dict(ICE_LAKE), path, sound)
+    key = probe.cache_key((768, 192, 768), torch.get_num_threads())
+    assert json.loads(path.read_text())[key]["quiet"] is True
+    assert probe.probe((768, 192, 768), lambda shape: pytest.fail("measured again"), path, sound).cached
+    stale = {key: {**dict(ICE_LAKE), "int8": 14.0, "errors": sound(None)}}  # cached before the check
+    path.write_text(json.dumps(stale))
+    readings(0.0)
+    again = probe.probe((768, 192, 768), lambda shape: dict(ICE_LAKE), path, sound)
+    assert not again.cached and again.choice == "int8"
+
+
+def test_cache_file_location(tmp_path, monkeypatch):
+    monkeypatch.delenv("LRM_PROBE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert probe.cache_path() == tmp_path / "lrm" / "precision-probe.json"
+    monkeypatch.setenv("LRM_PROBE_CACHE", str(tmp_path / "elsewhere.json"))
+    assert probe.cache_path() == tmp_path / "elsewhere.json"
