@@ -122,18 +122,23 @@ def rembg_session(model: str = REMBG_MODEL):
     return _rembg_sessions[model]
 
 
-def remove_background(rgba: np.ndarray, model: str = REMBG_MODEL) -> np.ndarray:
-    """Estimate alpha with rembg (optional extra), one session per model and process.
-    rgba: [H, W, 4] -> [H, W, 4]"""
+def rembg_cutout(data, model: str = REMBG_MODEL):
+    """rembg.remove(data) with this process's session for `model` (data: a PIL image or a uint8
+    array, returned in kind); a failure is a one-line LRMError."""
     session = rembg_session(model)
     import rembg
 
-    rgb8 = Image.fromarray((rgba[..., :3] * 255 + 0.5).astype(np.uint8), "RGB")
     try:
-        cut = rembg.remove(rgb8, session=session)
+        return rembg.remove(data, session=session)
     except Exception as exc:
         raise LRMError(f"rembg could not remove the background ({type(exc).__name__}: {exc}); "
                        "pass --no-remove-bg or give an RGBA image") from None
+
+
+def remove_background(rgba: np.ndarray, model: str = REMBG_MODEL) -> np.ndarray:
+    """Estimate alpha with rembg (optional extra), one session per model and process.
+    rgba: [H, W, 4] -> [H, W, 4]"""
+    cut = rembg_cutout(Image.fromarray((rgba[..., :3] * 255 + 0.5).astype(np.uint8), "RGB"), model)
     alpha = np.asarray(cut.convert("RGBA")).astype(np.float32)[..., 3] / 255.0
     return np.dstack([rgba[..., :3], alpha])
 

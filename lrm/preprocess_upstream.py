@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from lrm.errors import LRMError
-from lrm.preprocess import REMBG_MODEL, ImageInput, has_transparency, load_image, rembg_session, remove_background
+from lrm.preprocess import REMBG_MODEL, ImageInput, has_transparency, load_image, rembg_cutout, remove_background
 
 STYLES = ("lrm", "triposr", "openlrm-cli", "openlrm-app")  # "lrm": lrm.preprocess.prepare
 APP_LOAD_SIDE = 1024  # OpenLRM app: longest side after loading (twice the canvas)
@@ -92,17 +92,12 @@ def openlrm_app_image(rgba8: np.ndarray, remove_bg: bool = True, recenter: bool 
     img = _area_resize(rgba8, int(w * scale), int(h * scale))
     if remove_bg:
         try:
-            import rembg
+            import rembg  # noqa: F401 (rembg_session's own message assumes an image without alpha)
         except ImportError:
             raise LRMError("OpenLRM's app always removes the background with rembg: pip install 'lrm[rembg]', "
                            "or pass --no-remove-bg to keep the image's own alpha") from None
-        session = rembg_session(rembg_model)
-
-        try:  # the app passes OpenCV's BGRA array, so rembg sees red and blue swapped
-            cut = rembg.remove(np.ascontiguousarray(img[..., [2, 1, 0, 3]]), session=session)
-        except Exception as exc:
-            raise LRMError(f"rembg could not remove the background ({type(exc).__name__}: {exc}); "
-                           "pass --no-remove-bg or give an RGBA image") from None
+        # the app passes OpenCV's BGRA array, so rembg sees red and blue swapped
+        cut = rembg_cutout(np.ascontiguousarray(img[..., [2, 1, 0, 3]]), rembg_model)
         img = np.asarray(cut, dtype=np.uint8)[..., [2, 1, 0, 3]]
     if not recenter:
         return _area_resize(img, APP_CANVAS, APP_CANVAS)
